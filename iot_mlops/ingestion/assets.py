@@ -1,0 +1,121 @@
+"""Dagster assets of one fleet's ingestion: devices, telemetry[day], events[day]."""
+
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from iot_mlops.ingestion.ingest import ingest_devices, ingest_events, ingest_telemetry
+from iot_mlops.ingestion.staging import IngestReport
+from iot_mlops.lake.resource import LakeResource
+from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.profiles import FleetProfile, source_folder
+from iot_mlops.sources.landing import ensure_days, ensure_devices
+
+ACCOUNTED = "rows_accounted_for"
+
+
+def report_metadata(report: IngestReport, lake_path: Path) -> dict[str, object]:
+    """Counts by reason, per-day counts and the lake path, for the Dagster UI."""
+    total = report.total()
+    return {
+        "dagster/row_count": total.rows_valid,
+        "rows_read": total.rows_read,
+        "rows_valid": total.rows_valid,
+        "rows_quarantined": total.rows_quarantined,
+        "quarantined_by_reason": dg.MetadataValue.json(total.by_reason),
+        "quarantined_by_detail": dg.MetadataValue.json(total.by_detail),
+        "ignored_columns": dg.MetadataValue.json(report.ignored_columns),
+        "partitions_written": len(report.days),
+        "lake_path": dg.MetadataValue.path(str(lake_path)),
+    }
+
+
+def accounted_check(report: IngestReport, key: dg.AssetKey) -> dg.AssetCheckResult:
+    """Rows read == rows valid + rows quarantined, counted from the files written."""
+    bad = {str(d): vars(c) for d, c in report.days.items() if not c.accounted_for}
+    total = report.total()
+    return dg.AssetCheckResult(
+        check_name=ACCOUNTED,
+        asset_key=key,
+        passed=not bad,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "rows_read": total.rows_read,
+            "rows_valid_written": total.rows_valid,
+            "rows_quarantined_written": total.rows_quarantined,
+            "days_not_accounted_for": dg.MetadataValue.json(json.loads(json.dumps(bad, default=str))),
+        },
+    )
+
+
+def ingestion_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsDefinition]:
+    """devices, telemetry and events assets of one fleet, keys prefixed by the fleet name."""
+    fleet = profile.name
+    partitions = daily_partitions(profile, profile_dir)
+    common = dict(group_name=fleet, owners=profile.owners, kinds={"duckdb", "parquet"})
+    devices_key, telemetry_key, events_key = (dg.AssetKey([fleet, t]) for t in ("devices", "telemetry", "events"))
+
+    def folder(lake: LakeResource) -> Path:
+        return source_folder(profile, profile_dir, lake.landing())
+
+    @dg.asset(
+        key=devices_key,
+        description=f"Static attributes of every {profile.device_type} ({', '.join(a.name for a in profile.source.devices.attributes)}); invalid rows go to quarantine/devices.",
+        check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset=devices_key, description="Rows read = valid + quarantined.")],
+        **common,
+    )
+    def devices(context: dg.AssetExecutionContext, lake: LakeResource):
+        src = folder(lake)
+        ensure_devices(profile, src)
+        with lake.connect() as con:
+            report = ingest_devices(con, lake.lake(), profile, src)
+        path = lake.lake().table_file(fleet, "devices")
+        return dg.MaterializeResult(metadata=report_metadata(report, path), check_results=[accounted_check(report, devices_key)])
+
+    @dg.asset(
+        key=telemetry_key,
+        description=(
+            f"Validated {profile.sampling_interval} telemetry of {', '.join(profile.sensor_names)}, one Parquet partition per day. "
+            "Rows failing a profile rule go to quarantine/telemetry with their reason."
+        ),
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[devices_key],
+        check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset=telemetry_key, description="Rows read = valid + quarantined.")],
+        **common,
+    )
+    def telemetry(context: dg.AssetExecutionContext, lake: LakeResource):
+        days = partition_days(context)
+        src = folder(lake)
+        simulated = ensure_days(profile, src, days)
+        if simulated:
+            context.log.info(f"simulated landing files for {len(simulated)} day(s)")
+        with lake.connect() as con:
+            report = ingest_telemetry(con, lake.lake(), profile, src, days)
+        path = lake.lake().table_dir(fleet, "telemetry")
+        return dg.MaterializeResult(metadata=report_metadata(report, path), check_results=[accounted_check(report, telemetry_key)])
+
+    @dg.asset(
+        key=events_key,
+        description=(
+            "Failures (component), maintenance (component) and error (code) events, one table with kind and value. "
+            "The first partition also carries the history from before it."
+        ),
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[devices_key],
+        check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset=events_key, description="Rows read = valid + quarantined.")],
+        **common,
+    )
+    def events(context: dg.AssetExecutionContext, lake: LakeResource):
+        days = partition_days(context)
+        src = folder(lake)
+        ensure_days(profile, src, days)
+        with lake.connect() as con:
+            report = ingest_events(con, lake.lake(), profile, src, days)
+        path = lake.lake().table_dir(fleet, "events")
+        return dg.MaterializeResult(metadata=report_metadata(report, path), check_results=[accounted_check(report, events_key)])
+
+    return [devices, telemetry, events]

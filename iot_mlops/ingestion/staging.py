@@ -1,0 +1,173 @@
+"""Stage source rows into a checked table, then split them into lake partitions and quarantine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+
+from iot_mlops.ingestion.rules import reason_case, reason_category
+from iot_mlops.ingestion.sources import SourceFile, check_columns, file_columns
+from iot_mlops.lake import Lake, ident, row_count, sql_str
+
+# Given a file and its column types: the standardized SELECT list and the validation rules.
+Builder = Callable[[SourceFile, dict[str, str]], tuple[list[str], list[tuple[str, str]]]]
+
+
+@dataclass
+class PartitionCounts:
+    """What happened to one partition's rows; read == valid + quarantined when nothing is lost."""
+
+    rows_read: int = 0
+    rows_valid: int = 0
+    rows_quarantined: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    by_detail: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def accounted_for(self) -> bool:
+        return self.rows_read == self.rows_valid + self.rows_quarantined
+
+
+@dataclass
+class IngestReport:
+    """Per-day counts of one ingestion, plus the columns that were ignored per file."""
+
+    table: str
+    days: dict[date, PartitionCounts] = field(default_factory=dict)
+    ignored_columns: dict[str, list[str]] = field(default_factory=dict)
+
+    def total(self) -> PartitionCounts:
+        total = PartitionCounts()
+        for counts in self.days.values():
+            total.rows_read += counts.rows_read
+            total.rows_valid += counts.rows_valid
+            total.rows_quarantined += counts.rows_quarantined
+            for source, target in ((counts.by_reason, total.by_reason), (counts.by_detail, total.by_detail)):
+                for key, value in source.items():
+                    target[key] = target.get(key, 0) + value
+        return total
+
+
+def day_expr(file: SourceFile, ts: str, first_day: date) -> str:
+    """The partition a row belongs to: its file's day, else its timestamp's day.
+
+    Rows of a whole-table source with no usable timestamp, or from before the first
+    partition, belong to the first partition, so every source row lands somewhere.
+    """
+    if file.day is not None:
+        return f"DATE {sql_str(file.day)}"
+    return f"CASE WHEN {ts} IS NULL OR {ts} < DATE {sql_str(first_day)} THEN DATE {sql_str(first_day)} ELSE CAST({ts} AS DATE) END"
+
+
+def stage(
+    con: duckdb.DuckDBPyConnection,
+    files: list[SourceFile],
+    required: list[str],
+    build: Builder,
+    days: list[date],
+    key: list[str],
+    report: IngestReport,
+) -> None:
+    """Create TEMP TABLE checked (source_file, source_row, day, reason, standardized columns)."""
+    wanted = ", ".join(f"DATE {sql_str(d)}" for d in days)
+    parts = []
+    for file in files:
+        columns = file_columns(con, file)
+        if columns is None:
+            continue
+        extra = check_columns(file, columns, required)
+        if extra:
+            report.ignored_columns[str(file.path)] = extra
+        select, rules = build(file, columns)
+        parts.append(
+            f"SELECT * FROM (SELECT {sql_str(file.path)} AS source_file, row_number() OVER () AS source_row,"
+            f" {', '.join(select)}, {reason_case(rules)} AS reason FROM {file.reader()} AS src) WHERE day IN ({wanted})"
+        )
+    if not parts:
+        con.execute("CREATE OR REPLACE TEMP TABLE checked AS SELECT NULL::VARCHAR AS source_file, NULL::BIGINT AS source_row, NULL::DATE AS day, NULL::VARCHAR AS reason WHERE false")
+        return
+    con.execute("CREATE OR REPLACE TEMP TABLE checked AS " + " UNION ALL BY NAME ".join(parts))
+    mark_duplicates(con, key)
+
+
+def mark_duplicates(con: duckdb.DuckDBPyConnection, key: list[str]) -> None:
+    """Of otherwise valid rows sharing a key, keep the first seen; the rest are duplicates."""
+    cols = ", ".join(ident(k) for k in key)
+    con.execute(
+        f"""
+        UPDATE checked SET reason = 'duplicate'
+        WHERE (source_file, source_row) IN (
+            SELECT source_file, source_row FROM (
+                SELECT source_file, source_row,
+                       row_number() OVER (PARTITION BY {cols} ORDER BY source_file, source_row) AS seen
+                FROM checked
+                WHERE reason IS NULL AND ({cols}) IN (
+                    SELECT ({cols}) FROM checked WHERE reason IS NULL GROUP BY ALL HAVING count(*) > 1)
+            ) WHERE seen > 1)
+        """
+    )
+
+
+def quarantine_query(files: list[SourceFile], day: date | None = None) -> str:
+    """Quarantined rows (of one day, or all) with their reason and the raw record as JSON."""
+    on_day = f"AND c.day = DATE {sql_str(day)}" if day else ""
+    parts = [
+        f"""SELECT c.day, c.reason, c.source_file, c.source_row, to_json(r) AS record
+            FROM checked c JOIN (SELECT row_number() OVER () AS source_row, * FROM {f.reader()}) r
+              ON c.source_row = r.source_row
+            WHERE c.source_file = {sql_str(f.path)} {on_day} AND c.reason IS NOT NULL"""
+        for f in files
+        if f.path.stat().st_size > 0
+    ]
+    if not parts:
+        return "SELECT NULL::DATE AS day, NULL::VARCHAR AS reason, NULL::VARCHAR AS source_file, NULL::BIGINT AS source_row, NULL::JSON AS record WHERE false"
+    return " UNION ALL ".join(parts) + " ORDER BY source_file, source_row"
+
+
+def staged_counts(con: duckdb.DuckDBPyConnection, day: date | None = None) -> PartitionCounts:
+    """Rows read and quarantined by reason, for one day of the checked table or all of it."""
+    where, params = ("WHERE day = ?", [day]) if day else ("", [])
+    counts = PartitionCounts()
+    (counts.rows_read,) = con.execute(f"SELECT count(*) FROM checked {where}", params).fetchone()
+    details = con.execute(
+        f"SELECT reason, {reason_category()}, count(*) FROM checked {where or 'WHERE true'} AND reason IS NOT NULL GROUP BY ALL ORDER BY 1",
+        params,
+    ).fetchall()
+    for detail, category, n in details:
+        counts.by_detail[detail] = n
+        counts.by_reason[category] = counts.by_reason.get(category, 0) + n
+    return counts
+
+
+def write_days(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    fleet: str,
+    table: str,
+    files: list[SourceFile],
+    days: list[date],
+    valid_columns: list[str],
+    order: list[str],
+    report: IngestReport,
+) -> None:
+    """Write each day's valid rows and quarantine atomically, and count what was written."""
+    cols = ", ".join(ident(c) for c in valid_columns)
+    order_by = ", ".join(ident(c) for c in order)
+    for day in days:
+        counts = staged_counts(con, day)
+        # Quarantine first: a run killed in between leaves the old valid partition readable.
+        quarantine = lake.write_partition(con, fleet, f"quarantine/{table}", day, quarantine_query(files, day))
+        valid = lake.write_partition(
+            con, fleet, table, day, f"SELECT {cols} FROM checked WHERE day = DATE {sql_str(day)} AND reason IS NULL ORDER BY {order_by}"
+        )
+        counts.rows_valid = row_count(con, valid)
+        counts.rows_quarantined = row_count(con, quarantine)
+        report.days[day] = counts
+
+
+def outside_day(day: str, ts: str) -> str:
+    """Condition: a timestamp falls outside its row's partition day."""
+    return f"({ts} < {day} OR {ts} >= {day} + INTERVAL 1 DAY)"

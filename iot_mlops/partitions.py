@@ -1,0 +1,57 @@
+"""Daily partitions of each fleet, from its profile (and, for `end: auto`, from its data)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+
+from pathlib import Path
+
+import dagster as dg
+
+from iot_mlops.lake import connect, ident, sql_str
+from iot_mlops.profiles import FleetProfile, source_folder
+from iot_mlops.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def last_source_day(profile: FleetProfile, folder: Path) -> date | None:
+    """The last day the fleet's telemetry covers, or None when the source cannot be read."""
+    spec = profile.source.telemetry
+    if spec.is_daily:
+        pattern = Path(spec.path.format(date="*"))
+        days = sorted(p for p in folder.glob(str(pattern)))
+        return date.fromisoformat(days[-1].parent.name.split("=", 1)[1]) if days else None
+    file = folder / spec.path
+    if not file.is_file():
+        return None
+    reader = f"read_parquet({sql_str(file)})" if file.suffix == ".parquet" else f"read_csv({sql_str(file)})"
+    ts = ident(spec.timestamp_column or profile.timestamp_column)
+    with connect() as con:
+        (last,) = con.execute(f"SELECT max(TRY_CAST({ts} AS TIMESTAMP)) FROM {reader}").fetchone()
+    return last.date() if last else None
+
+
+
+def daily_partitions(profile: FleetProfile, profile_dir: Path) -> dg.DailyPartitionsDefinition:
+    """Daily UTC partitions from the profile's start; `end: auto` stops at the data's last day."""
+    start = profile.partitions.start.isoformat()
+    end = profile.partitions.end
+    if end is None:
+        return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC")
+    if end == "auto":
+        folder = source_folder(profile, profile_dir, get_settings().landing)
+        last = last_source_day(profile, folder)
+        if last is None:
+            log.warning("%s: no telemetry found under %s; showing only the first partition", profile.name, folder)
+            last = profile.partitions.start
+        end = last
+    return dg.DailyPartitionsDefinition(start_date=start, end_date=(end + timedelta(days=1)).isoformat(), timezone="UTC")
+
+
+def partition_days(context: dg.AssetExecutionContext) -> list[date]:
+    """The days a (possibly multi-partition) run covers."""
+    window = context.partition_time_window
+    first, last = window.start.date(), window.end.date()
+    return [first + timedelta(days=i) for i in range((last - first).days)]

@@ -1,0 +1,201 @@
+"""Fleet profile schema: everything assets need to know about one fleet, validated strictly."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|min|m|h|d)\s*$")
+_UNIT_SECONDS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "d": 86400}
+IDENTIFIER = r"^[a-z][a-z0-9_]*$"
+
+
+def parse_duration(value: object) -> object:
+    """Accept '90s', '1min', '3h', '30d' as well as timedeltas and seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"invalid duration {value!r}: use e.g. '60s', '1min', '3h', '30d'")
+        return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SensorSpec(StrictModel):
+    """A numeric sensor column with its unit and the range a working sensor can report."""
+
+    name: Identifier
+    unit: str
+    min: float
+    max: float
+    column: str | None = None  # name in the source when it differs
+
+    @property
+    def source_column(self) -> str:
+        return self.column or self.name
+
+    @model_validator(mode="after")
+    def _range(self) -> SensorSpec:
+        if self.min >= self.max:
+            raise ValueError(f"sensor {self.name}: min {self.min} must be below max {self.max}")
+        return self
+
+
+class AttributeSpec(StrictModel):
+    """A static device attribute (model, age, ...)."""
+
+    name: Identifier
+    kind: Literal["categorical", "numeric"]
+    column: str | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def source_column(self) -> str:
+        return self.column or self.name
+
+
+class TableSpec(StrictModel):
+    """A source table: a path (relative to the source folder) that may contain `{date}`."""
+
+    path: str
+    device_column: str | None = None
+    timestamp_column: str | None = None
+
+    @property
+    def is_daily(self) -> bool:
+        return "{date}" in self.path
+
+
+class EventTableSpec(TableSpec):
+    """Failures and maintenance carry a component column; errors carry a code column."""
+
+    kind: Literal["failure", "maintenance", "error"]
+    value_column: str
+
+
+class DeviceTableSpec(TableSpec):
+    attributes: list[AttributeSpec]
+
+
+class DriftScenarios(StrictModel):
+    """Drift the simulator injects from a given day on; all off by default."""
+
+    seasonal_inlet_shift_from: date | None = None
+    seasonal_inlet_shift_c: float = -6.0
+    recalibrated_units_from: date | None = None
+    recalibrated_share: float = Field(0.2, ge=0, le=1)
+    new_model_batch_from: date | None = None
+    new_model_batch_size: int = Field(50, ge=0)
+
+
+class SimulatorSpec(StrictModel):
+    """Water-heater fleet simulator settings; same seed and settings, same data."""
+
+    devices: int = Field(200, ge=1)
+    seed: int = 42
+    epoch: date = date(2026, 1, 1)
+    drift: DriftScenarios = DriftScenarios()
+
+
+class SourceSpec(StrictModel):
+    kind: Literal["tables", "simulator"]
+    path: str | None = None  # folder; ${VAR:-default} expands; relative to the profile file
+    telemetry: TableSpec
+    devices: DeviceTableSpec
+    events: list[EventTableSpec]
+    simulator: SimulatorSpec | None = None
+
+    @model_validator(mode="after")
+    def _kind(self) -> SourceSpec:
+        if self.kind == "tables" and not self.path:
+            raise ValueError("source.path is required for kind 'tables'")
+        if self.kind == "simulator" and self.simulator is None:
+            raise ValueError("source.simulator is required for kind 'simulator'")
+        return self
+
+
+class InteractionSpec(StrictModel):
+    """A cross-sensor feature computed from two sensors' step means."""
+
+    name: Identifier
+    left: Identifier
+    op: Literal["difference", "ratio", "product"]
+    right: Identifier
+
+
+class FeatureSpec(StrictModel):
+    step: Duration
+    windows: list[Duration] = Field(min_length=1)
+    aggregations: list[Literal["mean", "std", "min", "max"]] = ["mean", "std"]
+    differences: bool = False
+    interactions: list[InteractionSpec] = []
+    error_window: Duration = timedelta(hours=24)
+    max_age: Duration = timedelta(hours=6)  # online features older than this are stale
+
+    @model_validator(mode="after")
+    def _windows(self) -> FeatureSpec:
+        for window in self.windows:
+            if window % self.step:
+                raise ValueError(f"window {window} is not a multiple of step {self.step}")
+        if self.error_window % self.step:
+            raise ValueError(f"error_window {self.error_window} is not a multiple of step {self.step}")
+        return self
+
+    @property
+    def lookback(self) -> timedelta:
+        return max([*self.windows, self.error_window, self.step * 2])
+
+
+class TargetSpec(StrictModel):
+    prediction_type: Identifier = "component_failure"
+    horizon: Duration = timedelta(hours=24)
+
+
+class PartitionSpec(StrictModel):
+    start: date
+    end: date | Literal["auto"] | None = None  # auto: the last day the telemetry covers
+
+
+class FleetProfile(StrictModel):
+    """One fleet: its source, schema, valid ranges, features and prediction target."""
+
+    name: Identifier
+    description: str
+    device_type: Identifier
+    owners: list[str] = []
+    device_column: str
+    timestamp_column: str
+    sampling_interval: Duration
+    sensors: list[SensorSpec] = Field(min_length=1)
+    components: list[Identifier] = Field(min_length=1)
+    error_codes: list[str] = []
+    source: SourceSpec
+    partitions: PartitionSpec
+    features: FeatureSpec
+    target: TargetSpec = TargetSpec()
+
+    @model_validator(mode="after")
+    def _references(self) -> FleetProfile:
+        names = [s.name for s in self.sensors]
+        if len(set(names)) != len(names):
+            raise ValueError("sensor names must be unique")
+        for inter in self.features.interactions:
+            for ref in (inter.left, inter.right):
+                if ref not in names:
+                    raise ValueError(f"interaction {inter.name} refers to unknown sensor {ref!r}")
+        return self
+
+    @property
+    def sensor_names(self) -> list[str]:
+        return [s.name for s in self.sensors]

@@ -1,0 +1,38 @@
+"""Make sure a fleet's landing files exist: the simulator writes them, real fleets already have."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from iot_mlops.lake.atomic import atomic_write
+from iot_mlops.profiles import FleetProfile
+
+
+def simulator_for(profile: FleetProfile):
+    """The simulator of a simulated fleet."""
+    from iot_mlops.sources.simulator import WaterHeaterSimulator
+
+    return WaterHeaterSimulator(profile.source.simulator, int(profile.sampling_interval.total_seconds()))
+
+
+def ensure_devices(profile: FleetProfile, folder: Path) -> None:
+    """Write the simulated fleet's device table if it is not in the landing folder yet."""
+    target = folder / profile.source.devices.path
+    if profile.source.kind != "simulator" or target.is_file():
+        return
+    frame = simulator_for(profile).devices()
+    atomic_write(target, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def ensure_days(profile: FleetProfile, folder: Path, days: list[date]) -> list[date]:
+    """Simulate the days whose landing telemetry is missing; returns the days simulated."""
+    if profile.source.kind != "simulator":
+        return []
+    tables = [profile.source.telemetry, *profile.source.events]
+    missing = [d for d in days if not all((folder / t.path.format(date=d.isoformat())).is_file() for t in tables)]
+    if missing:
+        simulator = simulator_for(profile)
+        for day in missing:
+            simulator.write_landing(day, folder)
+    return missing
