@@ -1,0 +1,87 @@
+"""The `iot-mlops` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="Predictive-maintenance ML lifecycle for IoT fleets, on Dagster.", no_args_is_help=True)
+profiles_app = typer.Typer(help="Fleet profiles.", no_args_is_help=True)
+features_app = typer.Typer(help="Online features.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
+app.add_typer(features_app, name="features")
+
+
+def _dagster_home() -> None:
+    """Use the project's embedded instance (dagster.yaml here) unless DAGSTER_HOME is set."""
+    if not os.environ.get("DAGSTER_HOME") and Path("dagster.yaml").is_file():
+        os.environ["DAGSTER_HOME"] = str(Path.cwd())
+    if not os.environ.get("DAGSTER_HOME"):
+        home = Path("data/dagster_home").resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["DAGSTER_HOME"] = str(home)
+
+
+@app.command()
+def demo(
+    devices: Annotated[int, typer.Option(min=1, help="Simulated devices.")] = 200,
+    days: Annotated[int, typer.Option(min=1, help="Days to simulate, ending yesterday (UTC).")] = 3,
+    end: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="Last day (default yesterday).")] = None,
+) -> None:
+    """Simulate a water-heater fleet and materialize its telemetry, events, devices and features."""
+    _dagster_home()
+    warnings.filterwarnings("ignore")
+    from iot_mlops.demo import format_summary, run_demo
+
+    summary = run_demo(devices=devices, days=days, end=end.date() if end else None, echo=typer.echo)
+    typer.echo(format_summary(summary))
+
+
+@app.command()
+def simulate(
+    start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="First day.")],
+    days: Annotated[int, typer.Option(min=1)] = 1,
+    devices: Annotated[Optional[int], typer.Option(min=1, help="Override the profile's fleet size.")] = None,
+    fleet: str = "water_heaters",
+) -> None:
+    """Write a simulated fleet's daily landing files, as its gateways would."""
+    from iot_mlops.demo import simulate as write_days
+    from iot_mlops.profiles import load_profiles
+    from iot_mlops.settings import get_settings
+
+    profile = load_profiles(get_settings().profiles_dir)[fleet]
+    size = devices or profile.source.simulator.devices
+    write_days(profile, size, [start.date() + timedelta(days=i) for i in range(days)], typer.echo)
+
+
+@profiles_app.command("validate")
+def profiles_validate(paths: Annotated[Optional[list[Path]], typer.Argument(help="Profile files (default: all).")] = None) -> None:
+    """Check fleet profiles; a bad one prints the file and field at fault."""
+    from iot_mlops.profiles import ProfileError, load_profile, load_profiles
+    from iot_mlops.settings import get_settings
+
+    try:
+        profiles = [load_profile(p) for p in paths] if paths else list(load_profiles(get_settings().profiles_dir).values())
+    except ProfileError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    for profile in profiles:
+        typer.echo(f"ok  {profile.name}: {len(profile.sensors)} sensors, {len(profile.components)} components, source {profile.source.kind}")
+
+
+@features_app.command("show")
+def features_show(fleet: str, device_id: str) -> None:
+    """Print a device's newest online feature row as JSON."""
+    from iot_mlops.features import get_device_features
+
+    row = get_device_features(fleet, device_id)
+    if row is None:
+        typer.echo(f"error: no online features for {fleet}/{device_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(row, default=lambda v: v.isoformat() if isinstance(v, (date, datetime)) else str(v), indent=2))
