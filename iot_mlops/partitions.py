@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date, timedelta
-
 from pathlib import Path
 
 import dagster as dg
@@ -20,9 +20,9 @@ def last_source_day(profile: FleetProfile, folder: Path) -> date | None:
     """The last day the fleet's telemetry covers, or None when the source cannot be read."""
     spec = profile.source.telemetry
     if spec.is_daily:
-        pattern = Path(spec.path.format(date="*"))
-        days = sorted(p for p in folder.glob(str(pattern)))
-        return date.fromisoformat(days[-1].parent.name.split("=", 1)[1]) if days else None
+        dated = re.compile(re.escape(spec.path).replace(re.escape("{date}"), r"(\d{4}-\d{2}-\d{2})"))
+        matches = (dated.fullmatch(p.relative_to(folder).as_posix()) for p in folder.glob(spec.path.format(date="*")))
+        return max((d for d in (_iso_day(m.group(1)) for m in matches if m) if d), default=None)
     file = folder / spec.path
     if not file.is_file():
         return None
@@ -32,6 +32,12 @@ def last_source_day(profile: FleetProfile, folder: Path) -> date | None:
         (last,) = con.execute(f"SELECT max(TRY_CAST({ts} AS TIMESTAMP)) FROM {reader}").fetchone()
     return last.date() if last else None
 
+
+def _iso_day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def daily_partitions(profile: FleetProfile, profile_dir: Path) -> dg.DailyPartitionsDefinition:
@@ -46,7 +52,7 @@ def daily_partitions(profile: FleetProfile, profile_dir: Path) -> dg.DailyPartit
         if last is None:
             log.warning("%s: no telemetry found under %s; showing only the first partition", profile.name, folder)
             last = profile.partitions.start
-        end = last
+        end = max(last, profile.partitions.start)
     return dg.DailyPartitionsDefinition(start_date=start, end_date=(end + timedelta(days=1)).isoformat(), timezone="UTC")
 
 

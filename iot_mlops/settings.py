@@ -10,12 +10,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Where state lives. Relative paths are relative to the working directory."""
 
-    model_config = SettingsConfigDict(env_prefix="IOT_MLOPS_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="IOT_MLOPS_", extra="ignore", frozen=True)
 
     data_dir: Path = Path("data")
     profiles_dir: Path = Path("profiles")
     lake_dir: Path | None = None
     landing_dir: Path | None = None
+    store_url: str | None = None  # operational store (SQLAlchemy URL); SQLite under data/ by default
+    mlflow_tracking_uri: str | None = None  # SQLite under data/mlflow by default
+    mlflow_artifacts_dir: Path | None = None
 
     @property
     def lake(self) -> Path:
@@ -24,6 +27,18 @@ class Settings(BaseSettings):
     @property
     def landing(self) -> Path:
         return (self.landing_dir or self.data_dir / "landing").resolve()
+
+    @property
+    def store(self) -> str:
+        return self.store_url or f"sqlite:///{(self.data_dir / 'operational.db').resolve()}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def artifacts(self) -> Path:
+        return (self.mlflow_artifacts_dir or self.data_dir / "mlflow" / "artifacts").resolve()
 
 
 def get_settings() -> Settings:

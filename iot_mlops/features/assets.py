@@ -53,7 +53,8 @@ def features_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsD
             preview = con.execute(f"SELECT * FROM {written} ORDER BY ts DESC, device_id LIMIT 5").df() if written else None
         rows = sum(report.rows.values())
         metadata = {
-            "dagster/row_count": rows,
+            **({"dagster/row_count": rows} if len(days) == 1 else {}),  # a range run's total is no partition's count
+            "rows": rows,
             "feature_count": len(report.columns) - 2,
             "features": dg.MetadataValue.json(report.columns[2:]),
             "rows_per_day": dg.MetadataValue.json({str(d): n for d, n in report.rows.items()}),

@@ -31,12 +31,13 @@ def update_online_features(con: duckdb.DuckDBPyConnection, lake: Lake, fleet: st
     """Merge new feature rows into the online table, keeping each device's newest row."""
     target = lake.table_file(fleet, TABLE)
     with _locked(target.parent):
-        sources = [f"SELECT * FROM ({new_rows})"]
+        sources = [f"SELECT *, 1 AS fresh FROM ({new_rows})"]
         if target.is_file():
-            sources.append(f"SELECT * FROM read_parquet({sql_str(target)}, hive_partitioning = false)")
+            sources.append(f"SELECT *, 0 AS fresh FROM read_parquet({sql_str(target)}, hive_partitioning = false)")
         merged = " UNION ALL BY NAME ".join(sources)
+        # On equal timestamps the recomputed row wins, so re-running a partition refreshes it.
         latest = (
-            f"SELECT * EXCLUDE (newest) FROM (SELECT *, row_number() OVER (PARTITION BY device_id ORDER BY ts DESC) AS newest "
+            f"SELECT * EXCLUDE (newest, fresh) FROM (SELECT *, row_number() OVER (PARTITION BY device_id ORDER BY ts DESC, fresh DESC) AS newest "
             f"FROM ({merged})) WHERE newest = 1 ORDER BY device_id"
         )
         con.execute(f"CREATE OR REPLACE TEMP TABLE online_merged AS {latest}")

@@ -11,7 +11,7 @@ from datetime import timedelta
 from iot_mlops.lake import ident, sql_str
 from iot_mlops.profiles.schema import FleetProfile
 
-DECIMALS = 6  # rounding keeps files byte-stable whatever the summation order
+DECIMALS = 9  # rounding keeps files byte-stable whatever the summation order
 
 
 def interval(delta: timedelta) -> str:
@@ -56,7 +56,8 @@ def rolling_sql(profile: FleetProfile) -> list[str]:
                 out.append(f"{total} / NULLIF({n}, 0) AS {name('mean')}")
             if "std" in spec.aggregations:
                 var = f"({sq} - {total} * {total} / NULLIF({n}, 0)) / NULLIF({n} - 1, 0)"
-                out.append(f"sqrt(greatest({var}, 0)) AS {name('std')}")
+                # Not greatest(var, 0): DuckDB's greatest skips NULL, turning a one-sample std into 0.
+                out.append(f"sqrt(CASE WHEN {var} < 0 THEN 0 ELSE {var} END) AS {name('std')}")
             if "min" in spec.aggregations:
                 out.append(f"min({ident(s + '__min')}) {frame} AS {name('min')}")
             if "max" in spec.aggregations:

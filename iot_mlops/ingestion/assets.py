@@ -19,8 +19,12 @@ ACCOUNTED = "rows_accounted_for"
 def report_metadata(report: IngestReport, lake_path: Path) -> dict[str, object]:
     """Counts by reason, per-day counts and the lake path, for the Dagster UI."""
     total = report.total()
+    per_day = {str(d): {"read": c.rows_read, "valid": c.rows_valid, "quarantined": c.rows_quarantined} for d, c in report.days.items()}
+    # A range run attaches the same metadata to every partition, so a run total is no partition's row count.
+    row_count = {"dagster/row_count": total.rows_valid} if len(report.days) == 1 else {}
     return {
-        "dagster/row_count": total.rows_valid,
+        **row_count,
+        "rows_per_day": dg.MetadataValue.json(per_day),
         "rows_read": total.rows_read,
         "rows_valid": total.rows_valid,
         "rows_quarantined": total.rows_quarantined,

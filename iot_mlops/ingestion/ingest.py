@@ -132,7 +132,7 @@ def ingest_devices(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPro
     cols = ", ".join(ident(c) for c in columns)
     quarantine = lake.write_table(con, profile.name, "quarantine/devices", quarantine_query([file]))
     valid = lake.write_table(con, profile.name, "devices", f"SELECT {cols} FROM checked WHERE reason IS NULL ORDER BY device_id")
-    counts = staged_counts(con)
+    counts = staged_counts(con, [profile.partitions.start])[profile.partitions.start]
     counts.rows_valid = row_count(con, valid)
     counts.rows_quarantined = row_count(con, quarantine)
     report.days[profile.partitions.start] = counts

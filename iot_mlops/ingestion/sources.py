@@ -29,7 +29,8 @@ class SourceFile:
         if suffix == ".parquet":
             return f"read_parquet({sql_str(self.path)})"
         if suffix in {".csv", ".gz", ".txt"}:
-            return f"read_csv({sql_str(self.path)}, all_varchar = true, header = true)"
+            # Without padding, one short row makes the sniffer read the file as a single column.
+            return f"read_csv({sql_str(self.path)}, all_varchar = true, header = true, null_padding = true)"
         raise SourceError(f"{self.path}: unsupported file type {suffix!r} (use .parquet or .csv)")
 
 

@@ -75,16 +75,18 @@ def stage(
     wanted = ", ".join(f"DATE {sql_str(d)}" for d in days)
     parts = []
     for file in files:
-        columns = file_columns(con, file)
+        columns, reader = file_columns(con, file), file.reader()
         if columns is None:
-            continue
+            # A zero-byte file has no rows; stage it as an empty typed relation so the columns exist.
+            columns = dict.fromkeys(required, "VARCHAR")
+            reader = "(SELECT " + ", ".join(f"NULL::VARCHAR AS {ident(c)}" for c in required) + " WHERE false)"
         extra = check_columns(file, columns, required)
         if extra:
             report.ignored_columns[str(file.path)] = extra
         select, rules = build(file, columns)
         parts.append(
             f"SELECT * FROM (SELECT {sql_str(file.path)} AS source_file, row_number() OVER () AS source_row,"
-            f" {', '.join(select)}, {reason_case(rules)} AS reason FROM {file.reader()} AS src) WHERE day IN ({wanted})"
+            f" {', '.join(select)}, {reason_case(rules)} AS reason FROM {reader} AS src) WHERE day IN ({wanted})"
         )
     if not parts:
         con.execute("CREATE OR REPLACE TEMP TABLE checked AS SELECT NULL::VARCHAR AS source_file, NULL::BIGINT AS source_row, NULL::DATE AS day, NULL::VARCHAR AS reason WHERE false")
@@ -111,14 +113,13 @@ def mark_duplicates(con: duckdb.DuckDBPyConnection, key: list[str]) -> None:
     )
 
 
-def quarantine_query(files: list[SourceFile], day: date | None = None) -> str:
-    """Quarantined rows (of one day, or all) with their reason and the raw record as JSON."""
-    on_day = f"AND c.day = DATE {sql_str(day)}" if day else ""
+def quarantine_query(files: list[SourceFile]) -> str:
+    """Quarantined rows with their reason and the raw record as JSON."""
     parts = [
-        f"""SELECT c.day, c.reason, c.source_file, c.source_row, to_json(r) AS record
-            FROM checked c JOIN (SELECT row_number() OVER () AS source_row, * FROM {f.reader()}) r
-              ON c.source_row = r.source_row
-            WHERE c.source_file = {sql_str(f.path)} {on_day} AND c.reason IS NOT NULL"""
+        f"""SELECT c.day, c.reason, c.source_file, c.source_row, to_json(r.raw) AS record
+            FROM checked c JOIN (SELECT row_number() OVER () AS raw_row, src AS raw FROM {f.reader()} AS src) r
+              ON c.source_row = r.raw_row
+            WHERE c.source_file = {sql_str(f.path)} AND c.reason IS NOT NULL"""
         for f in files
         if f.path.stat().st_size > 0
     ]
@@ -127,18 +128,16 @@ def quarantine_query(files: list[SourceFile], day: date | None = None) -> str:
     return " UNION ALL ".join(parts) + " ORDER BY source_file, source_row"
 
 
-def staged_counts(con: duckdb.DuckDBPyConnection, day: date | None = None) -> PartitionCounts:
-    """Rows read and quarantined by reason, for one day of the checked table or all of it."""
-    where, params = ("WHERE day = ?", [day]) if day else ("", [])
-    counts = PartitionCounts()
-    (counts.rows_read,) = con.execute(f"SELECT count(*) FROM checked {where}", params).fetchone()
-    details = con.execute(
-        f"SELECT reason, {reason_category()}, count(*) FROM checked {where or 'WHERE true'} AND reason IS NOT NULL GROUP BY ALL ORDER BY 1",
-        params,
-    ).fetchall()
-    for detail, category, n in details:
-        counts.by_detail[detail] = n
-        counts.by_reason[category] = counts.by_reason.get(category, 0) + n
+def staged_counts(con: duckdb.DuckDBPyConnection, days: list[date]) -> dict[date, PartitionCounts]:
+    """Rows read and quarantined by reason, per day of the checked table (one scan for all days)."""
+    counts = {day: PartitionCounts() for day in days}
+    rows = con.execute(f"SELECT day, reason, {reason_category()}, count(*) FROM checked GROUP BY ALL ORDER BY day, reason NULLS FIRST").fetchall()
+    for day, detail, category, n in rows:
+        day_counts = counts.setdefault(day, PartitionCounts())
+        day_counts.rows_read += n
+        if detail is not None:
+            day_counts.by_detail[detail] = n
+            day_counts.by_reason[category] = day_counts.by_reason.get(category, 0) + n
     return counts
 
 
@@ -156,10 +155,15 @@ def write_days(
     """Write each day's valid rows and quarantine atomically, and count what was written."""
     cols = ", ".join(ident(c) for c in valid_columns)
     order_by = ", ".join(ident(c) for c in order)
+    # Raw records are read back once for the whole run, not once per day.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE quarantined AS {quarantine_query(files)}")
+    staged = staged_counts(con, days)
     for day in days:
-        counts = staged_counts(con, day)
+        counts = staged[day]
         # Quarantine first: a run killed in between leaves the old valid partition readable.
-        quarantine = lake.write_partition(con, fleet, f"quarantine/{table}", day, quarantine_query(files, day))
+        quarantine = lake.write_partition(
+            con, fleet, f"quarantine/{table}", day, f"SELECT * FROM quarantined WHERE day = DATE {sql_str(day)} ORDER BY source_file, source_row"
+        )
         valid = lake.write_partition(
             con, fleet, table, day, f"SELECT {cols} FROM checked WHERE day = DATE {sql_str(day)} AND reason IS NULL ORDER BY {order_by}"
         )

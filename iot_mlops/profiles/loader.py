@@ -66,7 +66,10 @@ def source_folder(profile: FleetProfile, profile_dir: Path, landing_root: Path) 
     """The folder a profile's tables are read from (landing folder for the simulator)."""
     if profile.source.kind == "simulator":
         return (Path(landing_root) / profile.name).resolve()
-    folder = Path(expand_env(profile.source.path or ""))
+    try:
+        folder = Path(expand_env(profile.source.path or ""))
+    except ProfileError as error:
+        raise ProfileError(f"{profile.name}: field 'source.path': {error}") from error
     if not folder.is_absolute():
         folder = Path(profile_dir) / folder
     return folder.resolve()

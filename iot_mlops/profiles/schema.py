@@ -6,7 +6,7 @@ import re
 from datetime import date, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|min|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "d": 86400}
@@ -23,7 +23,13 @@ def parse_duration(value: object) -> object:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+def positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError(f"duration must be positive, got {value}")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(positive)]
 Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
 
 
@@ -36,8 +42,8 @@ class SensorSpec(StrictModel):
 
     name: Identifier
     unit: str
-    min: float
-    max: float
+    min: FiniteFloat
+    max: FiniteFloat
     column: str | None = None  # name in the source when it differs
 
     @property
@@ -57,12 +63,18 @@ class AttributeSpec(StrictModel):
     name: Identifier
     kind: Literal["categorical", "numeric"]
     column: str | None = None
-    min: float | None = None
-    max: float | None = None
+    min: FiniteFloat | None = None
+    max: FiniteFloat | None = None
 
     @property
     def source_column(self) -> str:
         return self.column or self.name
+
+    @model_validator(mode="after")
+    def _range(self) -> AttributeSpec:
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"attribute {self.name}: min {self.min} must be below max {self.max}")
+        return self
 
 
 class TableSpec(StrictModel):
@@ -75,6 +87,15 @@ class TableSpec(StrictModel):
     @property
     def is_daily(self) -> bool:
         return "{date}" in self.path
+
+    @field_validator("path")
+    @classmethod
+    def _placeholders(cls, path: str) -> str:
+        try:
+            path.format(date="2000-01-01")
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"path {path!r} may contain only the {{date}} placeholder ({error!r})") from None
+        return path
 
 
 class EventTableSpec(TableSpec):
@@ -165,6 +186,12 @@ class TargetSpec(StrictModel):
 class PartitionSpec(StrictModel):
     start: date
     end: date | Literal["auto"] | None = None  # auto: the last day the telemetry covers
+
+    @model_validator(mode="after")
+    def _order(self) -> PartitionSpec:
+        if isinstance(self.end, date) and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
 
 
 class FleetProfile(StrictModel):

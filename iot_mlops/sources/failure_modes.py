@@ -33,7 +33,7 @@ ERROR_CODES = ("E01", "E02", "E03", "E04", "E05", "E06")
 FAILURE_CODE = np.array([ERROR_CODES.index(c) for c in ("E03", "E05", "E02", "E06")])
 BACKGROUND_CODE = np.array([ERROR_CODES.index("E01"), ERROR_CODES.index("E04")])
 BACKGROUND_PER_DAY = np.array([1 / 30, 1 / 45])  # random errors per device and day
-ERROR_P_MAX = 0.5  # hourly probability of a component's error code at full degradation
+ERROR_P_MAX = 0.6  # hourly probability of a component's error code at full degradation
 
 _ROW = np.int64(2**40)  # key stride: (row, time) pairs sort as one int64 array
 
@@ -76,18 +76,25 @@ class Schedule:
         return Schedule(**fields)
 
 
-def build_schedule(rng: Rng, origin_s: np.ndarray, rate_factor: np.ndarray, first_device: int = 0) -> Schedule:
+def build_schedule(
+    rng: Rng, origin_s: np.ndarray, rate_factor: np.ndarray, first_device: int = 0, warm: bool = False
+) -> Schedule:
     """Closed-form failures, repairs and preventive maintenance for devices starting at `origin_s`.
 
     `rng(k)` returns the k-th independent generator of this device group, so each draw is a
     row-major (device, component, draw) array and a device's schedule does not depend on the
     size of its group. Consecutive failures of one component are at least its build-up window
-    plus a day apart, so its episodes never overlap.
+    plus a day apart, so its episodes never overlap. New devices (`warm` False) start healthy;
+    a `warm` group is already in service at its origin: its first failures can come at once,
+    their build-up having begun before the origin.
     """
     n, c = len(origin_s), len(COMPONENTS)
     mean_gap = 365.25 * DAY_S / (ANNUAL_FAILURE_RATE[None, :] * np.asarray(rate_factor)[:, None])
     gaps = rng(0).exponential(size=(n, c, MAX_DRAWS)) * mean_gap[..., None]
-    failure_rel = np.cumsum(gaps + (BUILDUP_S + DAY_S)[None, :, None], axis=2).astype(np.int64)
+    gaps += (BUILDUP_S + DAY_S)[None, :, None]
+    if warm:
+        gaps[:, :, 0] -= (BUILDUP_S + DAY_S)[None, :] * rng(3).random((n, c))
+    failure_rel = np.cumsum(gaps, axis=2).astype(np.int64)
     repair = rng(1).integers(REPAIR_DELAY_S[0], REPAIR_DELAY_S[1], size=(n, c, MAX_DRAWS), endpoint=True)
     preventive_rel = np.cumsum(rng(2).exponential(PREVENTIVE_MEAN_DAYS * DAY_S, size=(n, c, MAX_DRAWS)), axis=2)
     preventive_rel = preventive_rel.astype(np.int64)
@@ -117,7 +124,8 @@ def build_schedule(rng: Rng, origin_s: np.ndarray, rate_factor: np.ndarray, firs
     pm_device = pm_rows // c
     maint_device = np.concatenate([device[~averted], pm_device]) + first_device
     maint_component = np.concatenate([comp[~averted], pm_rows % c])
-    maint_time = np.concatenate([(origin + fail_rel + repair)[~averted], np.asarray(origin_s, np.int64)[pm_device] + pm_key % _ROW])
+    pm_time = np.asarray(origin_s, dtype=np.int64)[pm_device] + pm_key % _ROW
+    maint_time = np.concatenate([(origin + fail_rel + repair)[~averted], pm_time])
     order = np.lexsort((maint_component, maint_device, maint_time))
     return Schedule(
         device=device + first_device,
@@ -133,10 +141,11 @@ def build_schedule(rng: Rng, origin_s: np.ndarray, rate_factor: np.ndarray, firs
 
 
 def _levels(schedule: Schedule, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Degradation level of episodes `idx` at times `t`: (episodes, times)."""
+    """Degradation level of episodes `idx` at times `t`, (times,) or (episodes, times)."""
+    t = np.atleast_2d(t)
     start = schedule.start[idx][:, None]
-    inside = (t[None, :] >= start) & (t[None, :] < schedule.end[idx][:, None])
-    ramp = (t[None, :] - start) / BUILDUP_S[schedule.component[idx]][:, None]
+    inside = (t >= start) & (t < schedule.end[idx][:, None])
+    ramp = (t - start) / BUILDUP_S[schedule.component[idx]][:, None]
     return np.clip(ramp, 0.0, 1.0) * inside
 
 
@@ -165,25 +174,27 @@ def degradation(schedule: Schedule, t: np.ndarray, lo: int, hi: int) -> list[tup
 
 
 def error_events(
-    schedule: Schedule, day_start: int, active: np.ndarray, rng: np.random.Generator
+    schedule: Schedule, day_start: int, active: np.ndarray, rng: np.random.Generator, lo: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(device, time, code index) of the error codes raised in [day_start, day_start + 1 day).
+    """(device, time, code index) of the errors of devices lo.. (`active` is their mask) in a day.
 
     Background codes come at a low constant rate for active devices; a degrading component
-    raises its code each hour with probability ERROR_P_MAX * level**2.
+    raises its code each hour with probability ERROR_P_MAX * level**1.5. Sorted by time.
     """
     counts = rng.poisson(BACKGROUND_PER_DAY, size=(len(active), len(BACKGROUND_PER_DAY)))
     counts[~active] = 0
     flat = np.repeat(np.arange(counts.size), counts.ravel())
-    bg_device = flat // counts.shape[1]
+    bg_device = lo + flat // counts.shape[1]
     bg_code = BACKGROUND_CODE[flat % counts.shape[1]]
     bg_time = day_start + rng.integers(0, DAY_S, size=len(flat))
 
     idx = schedule.overlapping(day_start, day_start + DAY_S)
-    hours = day_start + HOUR_S * np.arange(24)
-    levels = _levels(schedule, idx, hours + HOUR_S // 2)
-    episode, hour = np.nonzero(rng.random(levels.shape) < ERROR_P_MAX * levels**2)
-    deg_time = hours[hour] + rng.integers(0, HOUR_S, size=len(hour))
+    idx = idx[(schedule.device[idx] >= lo) & (schedule.device[idx] < lo + len(active))]
+    # one candidate time per episode and hour, kept with probability ERROR_P_MAX * level**1.5
+    times = day_start + HOUR_S * np.arange(24) + rng.integers(0, HOUR_S, size=(len(idx), 24))
+    levels = _levels(schedule, idx, times)
+    episode, hour = np.nonzero(rng.random(levels.shape) < ERROR_P_MAX * levels**1.5)
+    deg_time = times[episode, hour]
     deg_device = schedule.device[idx][episode]
     deg_code = FAILURE_CODE[schedule.component[idx][episode]]
 

@@ -13,8 +13,10 @@ heating, lower temperature); a faulty thermostat overshoots and oscillates; a le
 pressure and shows a base flow without demand.
 
 Determinism: device attributes and failure schedules come from generators seeded by
-(seed, purpose); each day's demand and noise from generators seeded by (seed, purpose, day
-ordinal). A day is the same whichever days were simulated before it, in whatever order.
+(seed, purpose, device group); each day's demand, noise and errors from generators seeded by
+(seed, purpose, day ordinal, device group[, sensor]). A day is the same whichever days were
+simulated before it, in whatever order, and whatever the chunk size; the new-model batch has
+streams of its own, so adding it leaves the original fleet's data unchanged.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ MODELS = (*FLEET_MODELS, NEW_MODEL)
 KJ_PER_L_K = 4.186  # heat capacity of a litre of water
 VOLTS = 240.0
 DRAWS_PER_DAY = 8.0  # for a usage factor of 1
-CHUNK = 1024  # devices simulated together: bounds the working memory
+CHUNK = 128  # devices simulated together: bounds the working memory (the data do not depend on it)
 _ATTRIBUTES, _SCHEDULE, _DEMAND, _NOISE, _ERRORS = range(1, 6)
 _PHYSICAL = {  # what the sensors can physically report (inside the profile's valid ranges)
     "temperature_c": (0.5, 94.5),
@@ -132,16 +134,17 @@ class WaterHeaterSimulator:
         self._init_physics(np.concatenate([fleet_u, batch_u]))
 
         # recalibrated devices: the share of the fleet with the lowest draw of column 11
-        k = int(round(drift.recalibrated_share * n_fleet))
+        k = int(round(drift.recalibrated_share * n_fleet)) if drift.recalibrated_units_from is not None else 0
         self._recalibrated = np.zeros(self.n_devices, dtype=bool)
         self._recalibrated[np.argsort(fleet_u[:, 11], kind="stable")[:k]] = True
 
         factor = np.array([MODELS[m].failure_factor for m in model]) * (0.5 + 0.065 * age)
         origin = (self._install_ordinal - spec.epoch.toordinal()) * fm.DAY_S
         origin[:n_fleet] = 0  # the fleet's schedules start at the epoch
+        self._groups = [(0, n_fleet), (n_fleet, self.n_devices)]  # the fleet, the new-model batch
         parts = [
-            fm.build_schedule(lambda k, g=g: self._rng(_SCHEDULE, g, k), origin[lo:hi], factor[lo:hi], lo)
-            for g, (lo, hi) in enumerate([(0, n_fleet), (n_fleet, self.n_devices)])
+            fm.build_schedule(lambda k, g=g: self._rng(_SCHEDULE, g, k), origin[lo:hi], factor[lo:hi], lo, warm=g == 0)
+            for g, (lo, hi) in enumerate(self._groups)
         ]
         self.schedule = fm.Schedule.concat(parts)
 
@@ -173,6 +176,7 @@ class WaterHeaterSimulator:
     # ------------------------------------------------------------------ public interface
 
     def devices(self) -> pd.DataFrame:
+        """device_id, model, age_years (at the epoch; 0 for the new batch), capacity_l, install_date."""
         return pd.DataFrame(
             {
                 "device_id": self.device_ids,
@@ -188,26 +192,50 @@ class WaterHeaterSimulator:
         """Devices that report temperature_c in °F from `drift.recalibrated_units_from`."""
         return [self.device_ids[i] for i in np.flatnonzero(self._recalibrated)]
 
+    def failure_schedule(self) -> pd.DataFrame:
+        """Every degradation episode of the horizon (ground truth, for inspection and tests).
+
+        device_id, component, buildup_start, failure_time, end_time (degradation back to 0 at
+        the first maintenance), averted (a preventive maintenance came before the failure).
+        """
+        sched, epoch = self.schedule, pd.Timestamp(self.spec.epoch)
+        stamp = lambda s: (epoch + pd.to_timedelta(s, unit="s")).astype("datetime64[us]")  # noqa: E731
+        return pd.DataFrame(
+            {
+                "device_id": np.array(self.device_ids, dtype=object)[sched.device],
+                "component": np.array(fm.COMPONENTS, dtype=object)[sched.component],
+                "buildup_start": stamp(sched.start),
+                "failure_time": stamp(sched.failure),
+                "end_time": stamp(sched.end),
+                "averted": sched.averted,
+            }
+        )
+
     def active(self, day: dt.date | str) -> np.ndarray:
         """Mask of the devices installed on or before `day`."""
         return self._install_ordinal <= _as_day(day).toordinal()
 
     def telemetry(self, day: dt.date | str) -> pa.Table:
+        """One row per installed device and sample of [day 00:00, day+1 00:00) UTC, by device then time."""
         day = _as_day(day)
         n_samples, active = self.samples_per_day, self.active(day)
         n_active = int(active.sum())
         out = {name: np.empty(n_active * n_samples) for name in SENSORS}
-        draws = self._draws(day)
-        noise = self._rng(_NOISE, day.toordinal())
         pos = 0
-        for lo in range(0, self.n_devices, CHUNK):
-            hi = min(lo + CHUNK, self.n_devices)
-            chunk = self._simulate_chunk(day, lo, hi, draws, noise)
-            rows = active[lo:hi]
-            size = int(rows.sum()) * n_samples
-            for name in SENSORS:
-                np.compress(rows, chunk[name], axis=0, out=out[name][pos : pos + size].reshape(-1, n_samples))
-            pos += size
+        for group, (first, last) in enumerate(self._groups):
+            if not active[first:last].any():
+                continue
+            # each group has its own streams: the new batch leaves the fleet's data unchanged
+            draws = self._draws(day, group, first, last)
+            noise = {name: self._rng(_NOISE, day.toordinal(), group, i) for i, name in enumerate(SENSORS)}
+            for lo in range(first, last, CHUNK):
+                hi = min(lo + CHUNK, last)
+                chunk = self._simulate_chunk(day, lo, hi, draws, noise)
+                rows = active[lo:hi]
+                size = int(rows.sum()) * n_samples
+                for name in SENSORS:
+                    np.compress(rows, chunk[name], axis=0, out=out[name][pos : pos + size].reshape(-1, n_samples))
+                pos += size
         day_us = (day - dt.date(1970, 1, 1)).days * fm.DAY_S * 1_000_000
         stamps = day_us + np.arange(n_samples, dtype=np.int64) * self.interval_seconds * 1_000_000
         ids = pa.array([self.device_ids[i] for i in np.flatnonzero(active)], pa.string())
@@ -219,13 +247,20 @@ class WaterHeaterSimulator:
         return pa.Table.from_arrays(columns, schema=TELEMETRY_SCHEMA)
 
     def events(self, day: dt.date | str) -> dict[str, pd.DataFrame]:
+        """The day's failures, maintenance (repairs and preventive) and error codes, by time."""
         day = _as_day(day)
         t0 = (day - self.spec.epoch).days * fm.DAY_S
         sched = self.schedule
         fail = sched.failures_between(t0, t0 + fm.DAY_S)
         maint = sched.maintenance_between(t0, t0 + fm.DAY_S)
-        rng = self._rng(_ERRORS, day.toordinal())
-        err_device, err_time, err_code = fm.error_events(sched, t0, self.active(day), rng)
+        active = self.active(day)
+        errors = [
+            fm.error_events(sched, t0, active[lo:hi], self._rng(_ERRORS, day.toordinal(), group), lo)
+            for group, (lo, hi) in enumerate(self._groups)
+        ]
+        err_device, err_time, err_code = (np.concatenate(parts) for parts in zip(*errors))
+        order = np.lexsort((err_code, err_device, err_time))
+        err_device, err_time, err_code = err_device[order], err_time[order], err_code[order]
         parts = {
             "failures": (sched.device[fail], sched.failure[fail], np.array(fm.COMPONENTS)[sched.component[fail]]),
             "maintenance": (
@@ -249,6 +284,7 @@ class WaterHeaterSimulator:
         }
 
     def write_landing(self, day: dt.date | str, landing_dir: Path) -> dict[str, Path]:
+        """Write the day's landing Parquet files (and the device table) atomically; name -> path."""
         day = _as_day(day)
         landing_dir = Path(landing_dir)
         tables = {"telemetry": self.telemetry(day)}
@@ -264,12 +300,12 @@ class WaterHeaterSimulator:
 
     # ------------------------------------------------------------------ physics
 
-    def _draws(self, day: dt.date) -> tuple[np.ndarray, ...]:
-        """All of the day's hot-water draws: (device, first sample, end sample, centi-l/min)."""
-        rng = self._rng(_DEMAND, day.toordinal())
+    def _draws(self, day: dt.date, group: int, first: int, last: int) -> tuple[np.ndarray, ...]:
+        """The day's hot-water draws of devices [first, last): (device, first sample, end sample, centi-l/min)."""
+        rng = self._rng(_DEMAND, day.toordinal(), group)
         weekend = day.weekday() >= 5
-        counts = rng.poisson(self._usage * DRAWS_PER_DAY * (1.15 if weekend else 1.0))
-        device = np.repeat(np.arange(self.n_devices), counts)
+        counts = rng.poisson(self._usage[first:last] * DRAWS_PER_DAY * (1.15 if weekend else 1.0))
+        device = np.repeat(np.arange(first, last), counts)
         u = rng.random((len(device), 4))
         cdf = self._demand_cdf[weekend]
         start = np.minimum(np.searchsorted(cdf, u[:, 0], side="right"), self.samples_per_day - 1)
@@ -280,7 +316,9 @@ class WaterHeaterSimulator:
         end = np.minimum(start + length, self.samples_per_day)
         return device, start, end, np.rint(lpm * 100)
 
-    def _simulate_chunk(self, day: dt.date, lo: int, hi: int, draws: tuple, noise: np.random.Generator) -> dict:
+    def _simulate_chunk(self, day: dt.date, lo: int, hi: int, draws: tuple, noise: dict) -> dict:
+        """Sensors of devices [lo, hi) for the day, (devices, samples) each; `noise` has one
+        generator per sensor, so one signal's noise does not shift when another's changes."""
         n, n_samples = hi - lo, self.samples_per_day
         dt_min = self.interval_seconds / 60
         sample = np.arange(n_samples)
@@ -290,7 +328,7 @@ class WaterHeaterSimulator:
         col = lambda a: a[p][:, None]  # noqa: E731 - per-device parameter as a column
 
         (deg_e, fail_e), (deg_t, fail_t), (deg_h, fail_h), (deg_s, fail_s) = fm.degradation(self.schedule, t_s, lo, hi)
-        normal = lambda: noise.standard_normal((n, n_samples), dtype=np.float32)  # noqa: E731
+        normal = lambda name: noise[name].standard_normal((n, n_samples), dtype=np.float32)  # noqa: E731
 
         # water in: demand draws (exact sums in centi-l/min) plus a leak's base flow
         device, start, end, centi = draws
@@ -300,7 +338,6 @@ class WaterHeaterSimulator:
         diff = np.bincount(key + start[a:b], centi[a:b], n * width) - np.bincount(key + end[a:b], centi[a:b], n * width)
         demand = np.cumsum(diff.reshape(n, width)[:, :n_samples], axis=1) / 100
         leak = deg_s * col(self._leak_lpm) + 0.5 * fail_s
-        flow = demand + leak
 
         shift = 0.0
         drift = self.spec.drift
@@ -312,8 +349,8 @@ class WaterHeaterSimulator:
 
         # heat deficit (kJ): draws and standby lumps in, element heat out (Lindley recursion)
         setpoint = col(self._setpoint)
-        pulse = (sample[None, :] + col(self._pulse_phase)) % col(self._pulse_period)
-        heat_in = flow * dt_min * np.maximum(setpoint - inlet, 5.0) * KJ_PER_L_K
+        pulse = np.remainder(sample[None, :] + col(self._pulse_phase), col(self._pulse_period), dtype=np.float64)
+        heat_in = (demand + leak) * dt_min * np.maximum(setpoint - inlet, 5.0) * KJ_PER_L_K
         heat_in += (pulse == 0) * col(self._pulse_kj)
         electric = col(self._element_kw) * (1 - 0.3 * deg_e) * (1 - fail_e)  # kW the element draws
         efficiency = 0.98 * (1 - 0.5 * deg_t - 0.1 * fail_t)  # scale insulates the element
@@ -333,29 +370,35 @@ class WaterHeaterSimulator:
         # the thermostat switches the element fully on or off: whole samples with the same energy
         switched = np.floor(np.cumsum(duty, axis=1) + 1e-9)
         duty = np.diff(switched, axis=1, prepend=0.0)
-        power = electric * duty * (1 + 0.01 * normal())
+        on = duty > 0  # noise only where it shows: on samples, flowing samples
+        power = electric * duty
+        power[on] *= 1 + 0.01 * noise["power_kw"].standard_normal(int(on.sum()))  # supply voltage
         current = power * (1000 / VOLTS) * col(self._current_gain) * (1 + 0.25 * deg_e)
-        current += (duty > 0) * (0.05 + 5.0 * deg_e**1.5) * normal()
+        erratic = np.broadcast_to(0.05 + 5.0 * deg_e**1.5, current.shape)[on]
+        current[on] += erratic * noise["element_current_a"].standard_normal(len(erratic))
+        flowing = demand > 0
+        flow = demand + leak
+        flow[flowing] += demand[flowing] * 0.03 * noise["flow_lpm"].standard_normal(int(flowing.sum()))
 
         # a stratified tank: the sensor barely moves for small draws, falls fast as the tank empties
         volume_kj = col(self._capacity) * KJ_PER_L_K  # kJ per °C of a full tank
         rise = np.maximum(setpoint - inlet, 1.0)
         cold_share = np.minimum(deficit / (volume_kj * rise), 1.0)
         sawtooth = pulse / col(self._pulse_period) * col(self._pulse_kj) / volume_kj
-        temperature = setpoint - rise * cold_share**1.5 - sawtooth - 4.0 * deg_t - 3.0 * fail_t
-        temperature = np.maximum(temperature + overshoot + 0.12 * normal(), inlet + 0.5)
+        temperature = setpoint - rise * cold_share * np.sqrt(cold_share) - sawtooth - 4.0 * deg_t - 3.0 * fail_t
+        temperature = np.maximum(temperature + overshoot + 0.12 * normal("temperature_c"), inlet + 0.5)
 
         pressure = col(self._pressure) + 0.12 * np.cos(2 * np.pi * (t_min / 60 - 3) / 24) - 0.012 * demand
-        pressure = pressure + 0.08 * duty - 1.6 * deg_s - 0.8 * fail_s + 0.03 * (1 + 2 * deg_s) * normal()
+        pressure = pressure + 0.08 * duty - 1.6 * deg_s - 0.8 * fail_s + 0.03 * (1 + 2 * deg_s) * normal("pressure_bar")
 
         result = {
             "temperature_c": temperature,
             "pressure_bar": pressure,
-            "flow_lpm": demand * (1 + 0.03 * normal()) + leak,
+            "flow_lpm": flow,
             "power_kw": power,
             "energy_kwh": power * (self.interval_seconds / 3600),
             "element_current_a": current,
-            "inlet_temp_c": inlet + 0.08 * normal(),
+            "inlet_temp_c": inlet + 0.08 * normal("inlet_temp_c"),
         }
         for name, (low, high) in _PHYSICAL.items():
             result[name] = np.clip(result[name], low, high)

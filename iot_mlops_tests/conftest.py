@@ -1,0 +1,87 @@
+"""Shared fixtures: an isolated environment, a synthetic fleet, and the Azure PdM data set."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from iot_mlops.features.assets import features_assets
+from iot_mlops.ingestion.assets import ingestion_assets
+from iot_mlops.lake.resource import LakeResource
+from iot_mlops.profiles import FleetProfile, load_profile, source_folder
+from iot_mlops_tests.fleet import PROFILES, RANGE_END, RANGE_START, Fleet
+
+AZURE_FILES = ("telemetry.parquet", "machines.parquet", "errors.parquet", "maint.parquet", "failures.parquet")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point data, lake and landing at tmp_path and DAGSTER_HOME at an empty folder of its own."""
+    monkeypatch.setenv("IOT_MLOPS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("IOT_MLOPS_LAKE_DIR", str(tmp_path / "data" / "lake"))
+    monkeypatch.setenv("IOT_MLOPS_LANDING_DIR", str(tmp_path / "data" / "landing"))
+    monkeypatch.setenv("IOT_MLOPS_PROFILES_DIR", str(PROFILES))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path_factory.mktemp("dagster_home")))
+    return tmp_path
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Fleet:
+    """The synthetic fleet with its profile written and clean data for every day."""
+    fleet = Fleet(tmp_path / "fleet", tmp_path / "data" / "lake", tmp_path / "data" / "landing")
+    fleet.write_profile()
+    fleet.write_clean()
+    return fleet
+
+
+@pytest.fixture(scope="session")
+def azure_profile() -> FleetProfile:
+    """The shipped azure_pdm profile; fails (never skips) when the data set is missing."""
+    profile = load_profile(PROFILES / "azure_pdm.yaml")
+    folder = source_folder(profile, PROFILES, Path("/nonexistent-landing"))
+    missing = [f for f in AZURE_FILES if not (folder / f).is_file()]
+    assert not missing, f"Azure PdM data set incomplete in {folder}: missing {missing}"
+    return profile
+
+
+@pytest.fixture(scope="session")
+def azure_dir(azure_profile: FleetProfile) -> Path:
+    return source_folder(azure_profile, PROFILES, Path("/nonexistent-landing"))
+
+
+@pytest.fixture(scope="session")
+def azure_assets(azure_profile: FleetProfile) -> list[dg.AssetsDefinition]:
+    return [*ingestion_assets(azure_profile, PROFILES), *features_assets(azure_profile, PROFILES)]
+
+
+@pytest.fixture(scope="session")
+def azure_days(azure_assets) -> list[str]:
+    return next(a.partitions_def for a in azure_assets if a.partitions_def).get_partition_keys()
+
+
+@pytest.fixture(scope="session")
+def azure_backfill(tmp_path_factory, azure_assets, azure_days):
+    """Every asset over every Azure day in one range run: (instance, result, lake root)."""
+    root = tmp_path_factory.mktemp("azure")
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        azure_assets,
+        resources={"lake": LakeResource(root=str(root / "lake"), landing_root=str(root / "landing"))},
+        tags={RANGE_START: azure_days[0], RANGE_END: azure_days[-1]},
+        instance=instance,
+        raise_on_error=False,
+    )
+    return instance, result, root / "lake"
+
+
+@pytest.fixture
+def azure_lake(azure_backfill, tmp_path: Path) -> Path:
+    """A private copy of the backfilled lake (ingested tables only), for tests that write to it."""
+    source = azure_backfill[2] / "azure_pdm"
+    target = tmp_path / "azure_lake"
+    for table in ("devices", "telemetry", "events"):
+        shutil.copytree(source / table, target / "azure_pdm" / table)
+    return target
