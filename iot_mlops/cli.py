@@ -11,11 +11,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from iot_mlops.registry.cli import models_app
+
 app = typer.Typer(help="Predictive-maintenance ML lifecycle for IoT fleets, on Dagster.", no_args_is_help=True)
 profiles_app = typer.Typer(help="Fleet profiles.", no_args_is_help=True)
 features_app = typer.Typer(help="Online features.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(features_app, name="features")
+app.add_typer(models_app, name="models")
 
 
 def _dagster_home() -> None:
@@ -58,6 +61,31 @@ def simulate(
     profile = load_profiles(get_settings().profiles_dir)[fleet]
     size = devices or profile.source.simulator.devices
     write_days(profile, size, [start.date() + timedelta(days=i) for i in range(days)], typer.echo)
+
+
+@app.command()
+def evaluate(
+    fleet: Annotated[str, typer.Option(help="Fleet with reference splits in its profile.")] = "azure_pdm",
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object of the metrics.")] = False,
+    algorithm: Annotated[Optional[str], typer.Option(help="Override the profile's algorithm.")] = None,
+    search_iterations: Annotated[int, typer.Option(min=1)] = 3,
+) -> None:
+    """Train our model and the reference recipe on the fleet's reference split; compare on the same rows."""
+    warnings.filterwarnings("ignore")
+    from iot_mlops.lake import Lake
+    from iot_mlops.profiles import load_profiles
+    from iot_mlops.settings import get_settings
+    from iot_mlops.training.model import ModelConfig
+    from iot_mlops.training.reference_evaluation import evaluate_reference, format_table
+
+    settings = get_settings()
+    profile = load_profiles(settings.profiles_dir)[fleet]
+    config = ModelConfig(algorithm=algorithm or profile.training.algorithm, search_iterations=search_iterations)
+    result = evaluate_reference(profile, settings.profiles_dir.resolve(), Lake(settings.lake), settings.landing, config)
+    typer.echo(f"{fleet}: train < {result.split[0]}, test >= {result.split[1]}; rows {result.rows}; ours = {config.algorithm}")
+    typer.echo(format_table(result))
+    if as_json:
+        typer.echo(json.dumps(result.summary()))
 
 
 @profiles_app.command("validate")

@@ -1,4 +1,4 @@
-"""Feature SQL built from a profile: step buckets, rolling windows, errors, maintenance, attributes.
+"""Feature SQL from a profile: step buckets, rolling windows, error counts, time since errors and maintenance.
 
 A feature row at time t describes a device using only data from before t: buckets are
 labelled by their right edge, so the bucket [t - step, t) is the newest one it sees.
@@ -97,14 +97,16 @@ def features_sql(profile: FleetProfile, telemetry: str, events: str | None, devi
         f"ON e.kind = 'error' AND e.device_id = f.device_id AND e.ts >= f.t - {interval(spec.error_window)} AND e.ts < f.t GROUP BY ALL"
         if error_cols else "SELECT device_id, t FROM rolled"
     )
+    since = [("maintenance", c, f"hours_since_maint_{c}") for c in profile.components]
+    since += [("error", code, f"hours_since_error_{code.lower()}") for code in profile.error_codes]
     maint_joins, maint_cols = [], []
-    for i, comp in enumerate(profile.components):
+    for i, (kind, value, name) in enumerate(since):
         alias = f"m{i}"
         maint_joins.append(
-            f"ASOF LEFT JOIN (SELECT device_id, ts FROM ev WHERE kind = 'maintenance' AND value = {sql_str(comp)}) {alias} "
+            f"ASOF LEFT JOIN (SELECT device_id, ts FROM ev WHERE kind = {sql_str(kind)} AND value = {sql_str(value)}) {alias} "
             f"ON {alias}.device_id = r.device_id AND {alias}.ts < r.t"
         )
-        maint_cols.append(f"date_diff('second', {alias}.ts, r.t) / 3600.0 AS {ident('hours_since_maint_' + comp)}")
+        maint_cols.append(f"date_diff('second', {alias}.ts, r.t) / 3600.0 AS {ident(name)}")
     attributes = [a.name for a in profile.source.devices.attributes]
     attr_cols = ", ".join(f"d.{ident(a)}" for a in attributes)
     return f"""

@@ -183,6 +183,31 @@ class TargetSpec(StrictModel):
     horizon: Duration = timedelta(hours=24)
 
 
+class SplitSpec(StrictModel):
+    """A fixed train/test split: train on label times before train_end, test from test_start."""
+
+    train_end: date
+    test_start: date
+
+    @model_validator(mode="after")
+    def _order(self) -> SplitSpec:
+        if self.test_start < self.train_end:
+            raise ValueError(f"test_start {self.test_start} is before train_end {self.train_end}")
+        return self
+
+
+class TrainingSpec(StrictModel):
+    """How training datasets are split in time (gaps of at least the horizon between parts)."""
+
+    validation_share: float = Field(0.2, gt=0, lt=0.5)
+    test_share: float = Field(0.2, gt=0, lt=0.5)
+    # The first split whose test part has at least min_test_days of labelled data is `reference`.
+    reference_splits: list[SplitSpec] = []
+    min_test_days: int = Field(7, ge=1)
+    healthy_margin: Duration = timedelta(hours=72)  # anomaly model: this far from any failure is healthy
+    algorithm: Literal["gradient_boosting", "random_forest", "logistic_regression"] = "gradient_boosting"
+
+
 class PartitionSpec(StrictModel):
     start: date
     end: date | Literal["auto"] | None = None  # auto: the last day the telemetry covers
@@ -211,6 +236,7 @@ class FleetProfile(StrictModel):
     partitions: PartitionSpec
     features: FeatureSpec
     target: TargetSpec = TargetSpec()
+    training: TrainingSpec = TrainingSpec()
 
     @model_validator(mode="after")
     def _references(self) -> FleetProfile:

@@ -1,0 +1,128 @@
+"""Training datasets: point-in-time join of labels to features, split in time with gaps."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from pathlib import Path
+
+import duckdb
+
+from iot_mlops.features.sql import interval
+from iot_mlops.lake import Lake, sql_str
+from iot_mlops.profiles.schema import FleetProfile
+from iot_mlops.training.labels import label_column
+
+TABLE = "training_dataset"
+SPLITS = ("train", "validation", "test")
+
+
+class DatasetError(ValueError):
+    """A training dataset cannot be built (missing inputs, or too little data for the split)."""
+
+
+@dataclass(frozen=True)
+class Boundaries:
+    """Label-time bounds: train < train_end <= validation < val_end <= test, gaps >= horizon."""
+
+    name: str
+    train_end: datetime
+    val_start: datetime
+    val_end: datetime
+    test_start: datetime
+
+
+@dataclass
+class DatasetReport:
+    path: Path
+    fingerprint: str
+    boundaries: Boundaries
+    window: tuple[datetime, datetime]
+    rows: dict[str, int] = field(default_factory=dict)
+    positives: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _day(d) -> datetime:
+    return datetime.combine(d, time())
+
+
+def split_boundaries(profile: FleetProfile, start: datetime, end: datetime, split: str) -> Boundaries:
+    """Where train, validation and test begin and end for a split named `time` or `reference`."""
+    spec, horizon = profile.training, profile.target.horizon
+    if split == "reference":
+        for ref in spec.reference_splits:
+            if end - _day(ref.test_start) >= timedelta(days=spec.min_test_days):
+                if _day(ref.test_start) - _day(ref.train_end) < horizon:
+                    raise DatasetError(f"{profile.name}: reference split gap is shorter than the horizon {horizon}")
+                val_end = _day(ref.train_end)
+                val_start = val_end - (val_end - start) * spec.validation_share
+                return Boundaries("reference", val_start - horizon, val_start, val_end, _day(ref.test_start))
+        raise DatasetError(f"{profile.name}: no reference split has {spec.min_test_days} days of test data before {end}")
+    if split != "time":
+        raise DatasetError(f"unknown split {split!r}: use 'time' or 'reference'")
+    span = end - start
+    test_start = end - span * spec.test_share
+    val_end = test_start - horizon
+    val_start = val_end - span * spec.validation_share
+    train_end = val_start - horizon
+    if train_end <= start:
+        raise DatasetError(f"{profile.name}: {span} of labelled data is too short for a time split with {horizon} gaps")
+    return Boundaries("time", train_end, val_start, val_end, test_start)
+
+
+def dataset_sql(profile: FleetProfile, features: str, labels: str, bounds: Boundaries, start: datetime, end: datetime) -> str:
+    """Labels joined to the newest feature row at or before the label time, within max_age."""
+    max_age = interval(profile.features.max_age)
+    split = (
+        f"CASE WHEN l.ts < TIMESTAMP {sql_str(bounds.train_end)} THEN 'train' "
+        f"WHEN l.ts >= TIMESTAMP {sql_str(bounds.val_start)} AND l.ts < TIMESTAMP {sql_str(bounds.val_end)} THEN 'validation' "
+        f"WHEN l.ts >= TIMESTAMP {sql_str(bounds.test_start)} THEN 'test' END"
+    )
+    targets = ", ".join(f"l.{label_column(c)}" for c in profile.components)
+    return f"""
+SELECT * FROM (
+  SELECT l.device_id, l.ts, f.ts AS feature_ts, {split} AS split, {targets}, f.* EXCLUDE (device_id, ts)
+  FROM (SELECT * FROM {labels} WHERE label_complete
+        AND ts >= TIMESTAMP {sql_str(start)} AND ts < TIMESTAMP {sql_str(end)}) l
+  ASOF JOIN {features} f ON f.device_id = l.device_id AND f.ts <= l.ts
+  WHERE l.ts - f.ts <= {max_age}
+) WHERE split IS NOT NULL
+ORDER BY ts, device_id
+"""
+
+
+def build_dataset(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, split: str = "time",
+                  window_days: int | None = None, table: str = TABLE) -> DatasetReport:
+    """Build and write `<fleet>/<table>` over the labelled window (the last `window_days`, or all)."""
+    fleet = profile.name
+    labels, features = lake.scan(fleet, "labels"), lake.scan(fleet, "features")
+    if labels is None or features is None:
+        raise DatasetError(f"{fleet}: materialize {fleet}/features and {fleet}/labels first")
+    first, last = con.execute(f"SELECT min(ts), max(ts) FROM {labels} WHERE label_complete").fetchone()
+    if first is None:
+        raise DatasetError(f"{fleet}: no complete labels yet (labels need {profile.target.horizon} of later events)")
+    end = last + timedelta(seconds=1)
+    start = max(first, end - timedelta(days=window_days)) if window_days else first
+    bounds = split_boundaries(profile, start, end, split)
+    target = lake.write_table(con, fleet, table, dataset_sql(profile, features, labels, bounds, start, end))
+    report = DatasetReport(path=target, fingerprint=fingerprint(target), boundaries=bounds, window=(start, end))
+    sums = ", ".join(f"coalesce(sum({label_column(c)}), 0)" for c in profile.components)
+    for name, rows, *positives in con.execute(
+        f"SELECT split, count(*), {sums} FROM read_parquet({sql_str(target)}) GROUP BY split"
+    ).fetchall():
+        report.rows[name] = int(rows)
+        report.positives[name] = {c: int(n) for c, n in zip(profile.components, positives)}
+    for name in SPLITS:
+        if not report.rows.get(name):
+            raise DatasetError(f"{fleet}: split {bounds.name} leaves no {name} rows in {start}..{end}")
+    return report
+
+
+def fingerprint(path: Path) -> str:
+    """Content fingerprint of a dataset file (writes are deterministic, so equal data, equal hash)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]

@@ -1,0 +1,93 @@
+"""Labels: for each feature row, which components fail within the profile's horizon.
+
+A label needs the future: it is complete only once events are ingested up to ts + horizon.
+Rows whose horizon reaches past the ingested events get NULL labels, never "no failure".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+import duckdb
+
+from iot_mlops.features.sql import interval
+from iot_mlops.lake import Lake, ident, row_count, sql_str
+from iot_mlops.profiles.schema import FleetProfile
+
+
+class LabelInputError(ValueError):
+    """Labels cannot be computed: features or events are missing."""
+
+
+def label_column(component: str) -> str:
+    return f"fails_{component}"
+
+
+@dataclass
+class LabelReport:
+    rows: dict[date, int]
+    complete_rows: int
+    incomplete_rows: int
+    positives: dict[str, int]
+    events_until: datetime | None
+
+
+def events_coverage(lake: Lake, fleet: str) -> datetime | None:
+    """End of the contiguous run of event partitions from the first: labels are known up to here."""
+    days = lake.partitions(fleet, "events")
+    if not days:
+        return None
+    end = days[0]
+    for day in days[1:]:
+        if day != end + timedelta(days=1):
+            break
+        end = day
+    return datetime.combine(end + timedelta(days=1), time())
+
+
+def labels_sql(profile: FleetProfile, features: str, events: str, coverage: datetime) -> str:
+    """One row per feature row: completeness, and per component 1/0 (NULL when incomplete)."""
+    horizon = interval(profile.target.horizon)
+    complete = f"f.ts + {horizon} <= TIMESTAMP {sql_str(coverage)}"
+    per_component = [
+        f"CASE WHEN {complete} THEN (count(e.ts) FILTER (WHERE e.value = {sql_str(c)}) > 0)::INTEGER END AS {ident(label_column(c))}"
+        for c in profile.components
+    ]
+    hours_to = f"date_diff('second', f.ts, min(e.ts)) / 3600.0"
+    return f"""
+SELECT f.device_id, f.ts, {complete} AS label_complete, {', '.join(per_component)},
+       {hours_to} AS hours_to_failure
+FROM (SELECT device_id, ts FROM {features}) f
+LEFT JOIN (SELECT device_id, ts, value FROM {events} WHERE kind = 'failure') e
+  ON e.device_id = f.device_id AND e.ts >= f.ts AND e.ts < f.ts + {horizon}
+GROUP BY f.device_id, f.ts
+ORDER BY f.device_id, f.ts
+"""
+
+
+def compute_labels(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, days: list[date]) -> LabelReport:
+    """Write label partitions for the days from their feature rows and the failure events."""
+    fleet = profile.name
+    coverage = events_coverage(lake, fleet)
+    events = lake.scan(fleet, "events")
+    if events is None or coverage is None:
+        raise LabelInputError(f"{fleet}: no events partitions; materialize {fleet}/events first")
+    rows: dict[date, int] = {}
+    for day in sorted(days):
+        features = lake.scan(fleet, "features", [day])
+        if features is None:
+            raise LabelInputError(f"{fleet}: no features for {day}; materialize {fleet}/features first")
+        rows[day] = row_count(con, lake.write_partition(con, fleet, "labels", day, labels_sql(profile, features, events, coverage)))
+    written = lake.scan(fleet, "labels", days)
+    sums = ", ".join(f"coalesce(sum({ident(label_column(c))}), 0)" for c in profile.components)
+    complete, incomplete, *positives = con.execute(
+        f"SELECT count(*) FILTER (WHERE label_complete), count(*) FILTER (WHERE NOT label_complete), {sums} FROM {written}"
+    ).fetchone()
+    return LabelReport(
+        rows=rows,
+        complete_rows=int(complete),
+        incomplete_rows=int(incomplete),
+        positives={c: int(n) for c, n in zip(profile.components, positives)},
+        events_until=coverage,
+    )

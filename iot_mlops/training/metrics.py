@@ -1,0 +1,79 @@
+"""Metrics that matter for maintenance: per-component scores and event-level recall and lead time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+
+
+def component_metrics(y_true: pd.DataFrame, y_pred: pd.DataFrame, y_prob: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1, PR-AUC, ROC-AUC and support per component (columns = components)."""
+    out = {}
+    for comp in y_true.columns:
+        truth, pred, prob = y_true[comp].to_numpy(), y_pred[comp].to_numpy(), y_prob[comp].to_numpy()
+        both = len(np.unique(truth)) == 2
+        out[comp] = {
+            "precision": float(precision_score(truth, pred, zero_division=0)),
+            "recall": float(recall_score(truth, pred, zero_division=0)),
+            "f1": float(f1_score(truth, pred, zero_division=0)),
+            "pr_auc": float(average_precision_score(truth, prob)) if both else float("nan"),
+            "roc_auc": float(roc_auc_score(truth, prob)) if both else float("nan"),
+            "support": int(truth.sum()),
+        }
+    return out
+
+
+def macro_f1(per_component: dict[str, dict[str, float]]) -> float:
+    return float(np.mean([m["f1"] for m in per_component.values()]))
+
+
+def event_metrics(
+    failures: pd.DataFrame,
+    predictions: pd.DataFrame,
+    horizon: timedelta,
+    step: timedelta,
+    min_lead: timedelta = timedelta(0),
+) -> dict[str, float]:
+    """Event-level scores over the scored period.
+
+    failures: device_id, ts, component (each failure once). predictions: device_id, ts and one
+    0/1 column per component. A failure is caught when a positive for its component came in
+    the `horizon` before it, at least `min_lead` ahead; lead time counts from the first such
+    alert. A false alarm is a run of consecutive positives with no failure within the horizon.
+    """
+    predictions = predictions.sort_values(["device_id", "ts"])
+    failures = failures[failures["device_id"].isin(predictions["device_id"].unique())]
+    start, end = predictions["ts"].min(), predictions["ts"].max()
+    in_scope = failures[(failures["ts"] >= start + horizon) & (failures["ts"] <= end)]
+    caught, leads = 0, []
+    for comp, group in in_scope.groupby("component"):
+        if comp not in predictions:
+            continue
+        alerts = predictions.loc[predictions[comp] == 1, ["device_id", "ts"]]
+        merged = group.merge(alerts, on="device_id", suffixes=("", "_alert"))
+        window = merged[(merged["ts_alert"] > merged["ts"] - horizon) & (merged["ts_alert"] <= merged["ts"] - min_lead)]
+        first = window.groupby(["device_id", "ts"])["ts_alert"].min()
+        caught += len(first)
+        leads += list(((first.index.get_level_values("ts") - first.to_numpy()) / pd.Timedelta(hours=1)))
+    false_alarms = 0
+    for comp in [c for c in predictions.columns if c not in ("device_id", "ts")]:
+        alerts = predictions.loc[predictions[comp] == 1, ["device_id", "ts"]]
+        if alerts.empty:
+            continue
+        new_run = (alerts["device_id"] != alerts["device_id"].shift()) | (alerts["ts"].diff() > step)
+        runs = alerts.assign(run=new_run.cumsum()).groupby("run").agg(device_id=("device_id", "first"), last=("ts", "max"))
+        comp_failures = failures[failures["component"] == comp]
+        merged = runs.reset_index().merge(comp_failures, on="device_id", how="left")
+        hit = merged[(merged["ts"] >= merged["last"]) & (merged["ts"] < merged["last"] + horizon)]["run"].unique()
+        false_alarms += len(set(runs.index) - set(hit))
+    device_months = predictions["device_id"].nunique() * max((end - start) / pd.Timedelta(days=30), 1e-9)
+    return {
+        "event_recall": caught / len(in_scope) if len(in_scope) else float("nan"),
+        "failures": int(len(in_scope)),
+        "failures_caught": int(caught),
+        "mean_lead_time_h": float(np.mean(leads)) if leads else float("nan"),
+        "false_alarms_per_device_month": false_alarms / device_months,
+    }

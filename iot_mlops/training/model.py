@@ -1,0 +1,159 @@
+"""The component-failure classifier: one binary model per component, thresholds from validation.
+
+Everything is a stock scikit-learn class (Pipeline, ColumnTransformer, MultiOutputClassifier,
+FixedThresholdClassifier, FrozenEstimator), so skops loads it with a short trusted list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import fbeta_score
+from sklearn.model_selection import FixedThresholdClassifier, ParameterSampler
+from sklearn.multioutput import MultiOutputClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+Algorithm = Literal["gradient_boosting", "random_forest", "logistic_regression"]
+
+SEARCH_SPACE: dict[str, dict[str, list]] = {
+    "gradient_boosting": {
+        "learning_rate": [0.03, 0.05, 0.1],
+        "max_iter": [150, 300],
+        "max_leaf_nodes": [15, 31],
+        "min_samples_leaf": [10, 20, 40],
+        "l2_regularization": [0.0, 0.1, 1.0],
+    },
+    "random_forest": {
+        "randomforestclassifier__n_estimators": [200, 400],
+        "randomforestclassifier__max_depth": [None, 12, 20],
+        "randomforestclassifier__min_samples_leaf": [1, 3, 5],
+    },
+    "logistic_regression": {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]},
+}
+
+
+class ModelConfig(BaseModel):
+    """Training choices; the search is a randomized search over time-ordered folds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    algorithm: Algorithm = "gradient_boosting"
+    search_iterations: int = Field(3, ge=1, description="Candidates tried (the defaults, then random draws).")
+    search_folds: int = Field(3, ge=1, description="Time-ordered folds; the last is the validation part.")
+    threshold_beta: float = Field(1.0, gt=0, description="F-beta on validation picks each threshold (>1 favours recall).")
+    random_state: int = 42
+
+
+def base_estimator(algorithm: Algorithm, random_state: int):
+    """One component's classifier, with class imbalance handled by class weights."""
+    if algorithm == "gradient_boosting":
+        return HistGradientBoostingClassifier(class_weight="balanced", random_state=random_state)
+    if algorithm == "random_forest":
+        return make_pipeline(SimpleImputer(), RandomForestClassifier(class_weight="balanced", n_jobs=-1, random_state=random_state))
+    return make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
+
+
+def build_pipeline(config: ModelConfig, categorical: list[str], params: dict | None = None) -> Pipeline:
+    """One-hot encoding of categorical attributes, then one classifier per component."""
+    base = base_estimator(config.algorithm, config.random_state)
+    if params:
+        base.set_params(**params)
+    prep = ColumnTransformer(
+        [("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)],
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    )
+    return Pipeline([("prep", prep), ("classify", MultiOutputClassifier(base))])
+
+
+def time_folds(ts: pd.Series, val_start: pd.Timestamp, val_end: pd.Timestamp, folds: int, gap: pd.Timedelta) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Expanding-window folds ending with the validation block; each trains only on rows a gap before."""
+    length = val_end - val_start
+    out = []
+    for k in range(folds - 1, -1, -1):
+        lo, hi = val_start - k * length, val_end - k * length
+        train = np.flatnonzero((ts < lo - gap).to_numpy())
+        valid = np.flatnonzero(((ts >= lo) & (ts < hi)).to_numpy())
+        if len(train) and len(valid):
+            out.append((train, valid))
+    return out
+
+
+@dataclass
+class SearchResult:
+    params: dict
+    thresholds: dict[str, float]
+    score: float
+    tried: list[dict]
+
+
+def pick_thresholds(Y: pd.DataFrame, proba: pd.DataFrame, beta: float) -> dict[str, float]:
+    """Per component, the probability cut that maximises F-beta (0.5 when there are no positives)."""
+    out = {}
+    for comp in Y.columns:
+        truth, prob = Y[comp].to_numpy().astype(bool), proba[comp].to_numpy()
+        if not truth.any():
+            out[comp] = 0.5
+            continue
+        order = np.argsort(-prob, kind="stable")
+        hits = np.cumsum(truth[order])
+        precision, recall = hits / np.arange(1, len(prob) + 1), hits / truth.sum()
+        fbeta = (1 + beta**2) * precision * recall / np.maximum(beta**2 * precision + recall, 1e-12)
+        best = int(np.argmax(fbeta))
+        # Cut halfway to the next lower score so near-ties on new data fall on the same side.
+        below = prob[order[best + 1]] if best + 1 < len(prob) else 0.0
+        out[comp] = float(np.clip((prob[order[best]] + below) / 2, 1e-4, 0.99))
+    return out
+
+
+def search(config: ModelConfig, X: pd.DataFrame, Y: pd.DataFrame, folds: list[tuple[np.ndarray, np.ndarray]],
+           categorical: list[str]) -> SearchResult:
+    """Randomized search over time-ordered folds; each candidate is scored at thresholds tuned on its folds."""
+    space = SEARCH_SPACE[config.algorithm]
+    candidates = [{}] + list(ParameterSampler(space, n_iter=max(config.search_iterations - 1, 0), random_state=config.random_state))
+    best, tried = None, []
+    for params in candidates:
+        out_of_fold = []
+        for train, valid in folds:
+            model = build_pipeline(config, categorical, params).fit(X.iloc[train], Y.iloc[train].to_numpy())
+            out_of_fold.append(probabilities(model, X.iloc[valid], list(Y.columns)))
+        proba = pd.concat(out_of_fold)
+        truth = Y.loc[proba.index]
+        thresholds = pick_thresholds(truth, proba, config.threshold_beta)
+        predicted = np.column_stack([proba[c] >= thresholds[c] for c in Y.columns])
+        score = _macro_fbeta(truth.to_numpy(), predicted, config.threshold_beta)
+        tried.append({**params, "score": score})
+        if best is None or score > best.score:
+            best = SearchResult(params=params, thresholds=thresholds, score=score, tried=tried)
+    return best
+
+
+def probabilities(model: Pipeline, X: pd.DataFrame, components: list[str]) -> pd.DataFrame:
+    """Failure probability per component (columns), one row per input row."""
+    proba = model.predict_proba(X)
+    return pd.DataFrame({c: p[:, 1] for c, p in zip(components, proba)}, index=X.index)
+
+
+def _macro_fbeta(y_true: np.ndarray, y_pred: np.ndarray, beta: float) -> float:
+    return float(np.mean([fbeta_score(y_true[:, i], y_pred[:, i], beta=beta, zero_division=0) for i in range(y_true.shape[1])]))
+
+
+def with_thresholds(model: Pipeline, thresholds: dict[str, float], X: pd.DataFrame, Y: pd.DataFrame) -> Pipeline:
+    """Wrap each fitted component model in a fixed threshold, without refitting it."""
+    prepared = model.named_steps["prep"].transform(X)
+    classify = model.named_steps["classify"]
+    classify.estimators_ = [
+        FixedThresholdClassifier(FrozenEstimator(est), threshold=thresholds[c]).fit(prepared, Y[c].to_numpy())
+        for c, est in zip(Y.columns, classify.estimators_)
+    ]
+    return model

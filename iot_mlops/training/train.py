@@ -1,0 +1,42 @@
+"""Train the component-failure model on a training dataset: search, thresholds, refit, test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from iot_mlops.profiles.schema import FleetProfile
+from iot_mlops.training.evaluate import Evaluation, evaluate, feature_columns, targets
+from iot_mlops.training.model import ModelConfig, SearchResult, build_pipeline, search, time_folds, with_thresholds
+
+
+@dataclass
+class TrainingResult:
+    model: Pipeline
+    thresholds: dict[str, float]
+    params: dict
+    search: SearchResult
+    features: list[str]
+    categorical: list[str]
+    test: Evaluation
+    rows: dict[str, int]
+
+
+def train_failure_model(frame: pd.DataFrame, profile: FleetProfile, failures: pd.DataFrame, config: ModelConfig) -> TrainingResult:
+    """Search hyperparameters and thresholds on time folds ending with validation, refit, score on test."""
+    features, categorical = feature_columns(frame, profile)
+    seen = frame[frame["split"].isin(["train", "validation"])].reset_index(drop=True)
+    test = frame[frame["split"] == "test"]
+    valid = seen[seen["split"] == "validation"]
+    gap = pd.Timedelta(profile.target.horizon)
+    folds = time_folds(seen["ts"], valid["ts"].min(), valid["ts"].max() + pd.Timedelta(seconds=1), config.search_folds, gap)
+    found = search(config, seen[features], targets(seen, profile), folds, categorical)
+    final = build_pipeline(config, categorical, found.params).fit(seen[features], targets(seen, profile).to_numpy())
+    final = with_thresholds(final, found.thresholds, seen[features], targets(seen, profile))
+    return TrainingResult(
+        model=final, thresholds=found.thresholds, params=found.params, search=found, features=features,
+        categorical=categorical, test=evaluate(final, test, profile, failures),
+        rows={"train": int((seen["split"] == "train").sum()), "validation": len(valid), "test": len(test)},
+    )
