@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
 import duckdb
 
 from iot_mlops.features.sql import interval
-from iot_mlops.lake import Lake, sql_str
+from iot_mlops.lake import Lake, atomic_write, sql_str
 from iot_mlops.profiles.schema import FleetProfile
 from iot_mlops.training.labels import label_column
 
@@ -116,7 +117,24 @@ def build_dataset(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
     for name in SPLITS:
         if not report.rows.get(name):
             raise DatasetError(f"{fleet}: split {bounds.name} leaves no {name} rows in {start}..{end}")
+    manifest = json.dumps({"fingerprint": report.fingerprint, "window": [str(start), str(end)], "rows": report.rows,
+                           "positives": report.positives, "boundaries": {k: str(v) for k, v in asdict(bounds).items()}}, indent=2)
+    atomic_write(target.with_suffix(".json"), lambda tmp: tmp.write_text(manifest))
     return report
+
+
+def load_dataset_report(lake: Lake, fleet: str, table: str = TABLE) -> DatasetReport:
+    """The report of the dataset last written to `<fleet>/<table>`."""
+    path = lake.table_file(fleet, table)
+    manifest = path.with_suffix(".json")
+    if not path.is_file() or not manifest.is_file():
+        raise DatasetError(f"{fleet}: no {table} yet; materialize {fleet}/{table} first")
+    raw = json.loads(manifest.read_text())
+    b = raw["boundaries"]
+    bounds = Boundaries(b["name"], *(datetime.fromisoformat(b[k]) for k in ("train_end", "val_start", "val_end", "test_start")))
+    start, end = (datetime.fromisoformat(v) for v in raw["window"])
+    return DatasetReport(path=path, fingerprint=raw["fingerprint"], boundaries=bounds, window=(start, end),
+                         rows=raw["rows"], positives=raw["positives"])
 
 
 def fingerprint(path: Path) -> str:

@@ -131,7 +131,7 @@ def search(config: ModelConfig, X: pd.DataFrame, Y: pd.DataFrame, folds: list[tu
         truth = Y.loc[proba.index]
         thresholds = pick_thresholds(truth, proba, config.threshold_beta)
         predicted = np.column_stack([proba[c] >= thresholds[c] for c in Y.columns])
-        score = _macro_fbeta(truth.to_numpy(), predicted, config.threshold_beta)
+        score = macro_fbeta(truth.to_numpy(), predicted, config.threshold_beta)
         tried.append({**params, "score": score})
         if best is None or score > best.score:
             best = SearchResult(params=params, thresholds=thresholds, score=score, tried=tried)
@@ -144,7 +144,7 @@ def probabilities(model: Pipeline, X: pd.DataFrame, components: list[str]) -> pd
     return pd.DataFrame({c: p[:, 1] for c, p in zip(components, proba)}, index=X.index)
 
 
-def _macro_fbeta(y_true: np.ndarray, y_pred: np.ndarray, beta: float) -> float:
+def macro_fbeta(y_true: np.ndarray, y_pred: np.ndarray, beta: float) -> float:
     return float(np.mean([fbeta_score(y_true[:, i], y_pred[:, i], beta=beta, zero_division=0) for i in range(y_true.shape[1])]))
 
 

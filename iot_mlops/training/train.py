@@ -8,8 +8,13 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from iot_mlops.profiles.schema import FleetProfile
+from iot_mlops.training.labels import label_column
 from iot_mlops.training.evaluate import Evaluation, evaluate, feature_columns, targets
 from iot_mlops.training.model import ModelConfig, SearchResult, build_pipeline, search, time_folds, with_thresholds
+
+
+class TrainingDataError(ValueError):
+    """Too little data to train: a component never fails in the training window."""
 
 
 @dataclass
@@ -30,6 +35,9 @@ def train_failure_model(frame: pd.DataFrame, profile: FleetProfile, failures: pd
     seen = frame[frame["split"].isin(["train", "validation"])].reset_index(drop=True)
     test = frame[frame["split"] == "test"]
     valid = seen[seen["split"] == "validation"]
+    missing = [c for c in profile.components if not seen[label_column(c)].any()]
+    if missing:
+        raise TrainingDataError(f"{profile.name}: no failures of {', '.join(missing)} in the training window; widen the window")
     gap = pd.Timedelta(profile.target.horizon)
     folds = time_folds(seen["ts"], valid["ts"].min(), valid["ts"].max() + pd.Timedelta(seconds=1), config.search_folds, gap)
     found = search(config, seen[features], targets(seen, profile), folds, categorical)

@@ -1,0 +1,56 @@
+"""Dagster asset of one fleet's batch predictions[day], scored by the current champion."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from iot_mlops.lake import atomic_write
+from iot_mlops.lake.resource import LakeResource
+from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.predictions.batch import score
+from iot_mlops.profiles import FleetProfile
+from iot_mlops.registry.mlflow_service import CHAMPION, ModelNotFound
+from iot_mlops.registry.resource import RegistryResource
+from iot_mlops.training.runs import model_name
+
+
+def prediction_assets(profile: FleetProfile, profile_dir: Path) -> list:
+    fleet = profile.name
+
+    @dg.asset(
+        key=dg.AssetKey([fleet, "predictions"]), group_name=fleet, owners=profile.owners, kinds={"scikitlearn", "parquet"},
+        partitions_def=daily_partitions(profile, profile_dir), backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[dg.AssetKey([fleet, "features"]), dg.AssetKey([fleet, "champion_gate"])],
+        description=(
+            "The champion scores the day's feature rows: probability and alert per component, predicted component, "
+            "anomaly score, model name and version, and a stable prediction id."
+        ),
+    )
+    def predictions(context: dg.AssetExecutionContext, lake: LakeResource, registry: RegistryResource):
+        store, days = registry.registry(), partition_days(context)
+        name = model_name(profile, profile.target.prediction_type)
+        version = store.alias_version(name, CHAMPION)
+        if version is None:
+            raise ModelNotFound(f"{name} has no champion yet: materialize {fleet}/failure_model and {fleet}/champion_gate first")
+        model = store.load_model(name, CHAMPION)
+        anomaly_name = model_name(profile, "anomaly")
+        anomaly_version = store.alias_version(anomaly_name, CHAMPION)
+        anomaly = store.load_model(anomaly_name, CHAMPION) if anomaly_version else None
+        rows, alerts = {}, 0
+        for day in days:
+            file = lake.lake().partition_file(fleet, "features", day)
+            if not file.is_file():
+                raise FileNotFoundError(f"{fleet}: no features for {day}; materialize {fleet}/features first")
+            scored = score(fleet, pd.read_parquet(file), profile.components, model, name, version, anomaly, anomaly_version)
+            target = lake.lake().partition_file(fleet, "predictions", day)
+            atomic_write(target, lambda tmp: scored.to_parquet(tmp, index=False))
+            rows[str(day)] = len(scored)
+            alerts += int((scored["predicted_component"] != "none").sum())
+        return dg.MaterializeResult(metadata={
+            "model": name, "model_version": version, "anomaly_model_version": anomaly_version or "none",
+            "rows_per_day": dg.MetadataValue.json(rows), "alerts": alerts,
+            "lake_path": dg.MetadataValue.path(str(lake.lake().table_dir(fleet, "predictions"))),
+        })
+
+    return [predictions]

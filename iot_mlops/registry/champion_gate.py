@@ -1,0 +1,67 @@
+"""Score challenger and champion on the same held-out rows and move `champion` only past the gate."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from iot_mlops.profiles.schema import FleetProfile
+from iot_mlops.registry.decisions import DecisionLog
+from iot_mlops.registry.gate import GateDecision, GatePolicy, decide
+from iot_mlops.registry.lifecycle import promote, reject
+from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION, ModelRegistry
+from iot_mlops.training.anomaly import anomaly_metrics
+from iot_mlops.training.evaluate import evaluate
+
+
+@dataclass
+class GateOutcome:
+    model_name: str
+    challenger: str | None
+    champion_before: str | None
+    champion_after: str | None
+    decision: GateDecision | None
+    champion_score: float | None  # the champion's primary score after the gate, on the held-out rows
+    policy: GatePolicy
+
+
+def _scores(kind: str, model, frame: pd.DataFrame, profile: FleetProfile, failures: pd.DataFrame) -> tuple[dict, dict]:
+    if kind == "anomaly":
+        return anomaly_metrics(model, frame, profile), {}
+    result = evaluate(model, frame, profile, failures)
+    return {"macro_f1": result.macro_f1, "event_recall": result.events["event_recall"]}, result.recalls()
+
+
+def gate_model(registry: ModelRegistry, log: DecisionLog, *, profile: FleetProfile, name: str, kind: str,
+               holdout: pd.DataFrame, failures: pd.DataFrame, policy: GatePolicy, actor: str) -> GateOutcome:
+    """Gate one registered model's challenger against its champion on `holdout`."""
+    challenger, champion = registry.alias_version(name, CHALLENGER), registry.alias_version(name, CHAMPION)
+    decision, champion_score = None, None
+    champion_scores = champion_recall = None
+    if champion:
+        champion_scores, champion_recall = _scores(kind, registry.load_model(name, CHAMPION), holdout, profile, failures)
+        champion_score = champion_scores[policy.primary_metric]
+    if challenger and challenger != champion:
+        scores, recall = _scores(kind, registry.load_model(name, CHALLENGER), holdout, profile, failures)
+        decision = decide(policy, scores, champion_scores, recall, champion_recall)
+        details = {"challenger": scores, "champion": champion_scores, "challenger_recall": recall,
+                   "champion_recall": champion_recall, "holdout_rows": len(holdout),
+                   "holdout": f"{holdout['ts'].min()}..{holdout['ts'].max()}"}
+        details = _json_safe(details)
+        if decision.promote:
+            promote(registry, log, fleet=profile.name, name=name, version=challenger, reason=decision.reason, actor=actor, details=details)
+            champion_score = decision.challenger_score
+        else:
+            reject(registry, log, fleet=profile.name, name=name, version=challenger, reason=decision.reason, actor=actor, details=details)
+            registry.delete_alias(name, CHALLENGER)
+    return GateOutcome(name, challenger, champion, registry.alias_version(name, CHAMPION), decision, champion_score, policy)
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -1,0 +1,140 @@
+"""Dagster assets of one fleet's training: labels[day], training_dataset, failure_model, anomaly_model."""
+
+import math
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from iot_mlops.lake.resource import LakeResource
+from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.profiles import FleetProfile
+from iot_mlops.registry.resource import RegistryResource
+from iot_mlops.training.anomaly import train_anomaly_model
+from iot_mlops.training.dataset import build_dataset, load_dataset_report
+from iot_mlops.training.labels import compute_labels
+from iot_mlops.training.model import ModelConfig
+from iot_mlops.training.plots import figure_markdown
+from iot_mlops.training.runs import log_anomaly_model, log_failure_model
+from iot_mlops.training.train import train_failure_model
+
+TRIGGER_TAG = "iot_mlops/trigger"
+
+
+class TrainingDatasetConfig(dg.Config):
+    split: str = Field("time", description="'time' (shares from the profile) or 'reference' (the profile's fixed split).")
+    window_days: int | None = Field(None, description="Use only the last N labelled days (default: all).")
+
+
+class FailureModelConfig(dg.Config):
+    algorithm: str | None = Field(None, description="gradient_boosting, random_forest or logistic_regression (default: the profile's).")
+    search_iterations: int = Field(3, description="Hyperparameter candidates tried (defaults first, then random draws).")
+    search_folds: int = Field(3, description="Time-ordered folds; the last one is the validation part.")
+    threshold_beta: float = Field(1.0, description="F-beta that picks each component's threshold (>1 favours recall).")
+
+
+def failures_frame(lake: LakeResource, fleet: str) -> pd.DataFrame:
+    events = lake.lake().scan(fleet, "events")
+    with lake.connect() as con:
+        return con.execute(f"SELECT device_id, ts, value AS component FROM {events} WHERE kind = 'failure'").df()
+
+
+def trigger(context: dg.AssetExecutionContext) -> str:
+    return context.run.tags.get(TRIGGER_TAG, "manual")
+
+
+def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
+    """labels, training_dataset, failure_model and anomaly_model of one fleet."""
+    fleet = profile.name
+    key = lambda name: dg.AssetKey([fleet, name])  # noqa: E731
+    common = dict(group_name=fleet, owners=profile.owners)
+    horizon_days = math.ceil(profile.target.horizon.total_seconds() / 86400)
+    future = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=horizon_days)
+
+    @dg.asset(
+        key=key("labels"), kinds={"duckdb", "parquet"}, partitions_def=daily_partitions(profile, profile_dir),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=(
+            f"Per feature row: which component fails within {profile.target.horizon} ({', '.join(profile.components)}). "
+            "Rows whose horizon reaches past the ingested events have NULL labels and label_complete = false."
+        ),
+        deps=[key("features"), dg.AssetDep(key("events"), partition_mapping=future)],
+        check_specs=[dg.AssetCheckSpec("labels_complete", asset=key("labels"),
+                                       description="Every row's horizon is covered by ingested events.")],
+        **common,
+    )
+    def labels(context: dg.AssetExecutionContext, lake: LakeResource):
+        with lake.connect() as con:
+            report = compute_labels(con, lake.lake(), profile, partition_days(context))
+        check = dg.AssetCheckResult(
+            check_name="labels_complete", passed=report.incomplete_rows == 0, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"incomplete_rows": report.incomplete_rows, "events_until": str(report.events_until)},
+        )
+        return dg.MaterializeResult(metadata={
+            "complete_rows": report.complete_rows, "incomplete_rows": report.incomplete_rows,
+            "events_until": str(report.events_until), "positives": dg.MetadataValue.json(report.positives),
+        }, check_results=[check])
+
+    @dg.asset(
+        key=key("training_dataset"), kinds={"duckdb", "parquet"}, deps=[key("labels"), key("features")],
+        description="Point-in-time join of complete labels to features, split train/validation/test in time with horizon gaps.",
+        **common,
+    )
+    def training_dataset(context: dg.AssetExecutionContext, config: TrainingDatasetConfig, lake: LakeResource):
+        with lake.connect() as con:
+            report = build_dataset(con, lake.lake(), profile, config.split, config.window_days)
+        b = report.boundaries
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": sum(report.rows.values()), "rows_by_split": dg.MetadataValue.json(report.rows),
+            "positives_by_split": dg.MetadataValue.json(report.positives), "fingerprint": report.fingerprint,
+            "split": b.name, "window": f"{report.window[0]} .. {report.window[1]}",
+            "boundaries": dg.MetadataValue.json({"train_end": str(b.train_end), "validation": f"{b.val_start} .. {b.val_end}",
+                                                 "test_start": str(b.test_start)}),
+            "path": dg.MetadataValue.path(str(report.path)),
+        })
+
+    @dg.asset(
+        key=key("failure_model"), kinds={"scikitlearn", "mlflow"}, deps=[key("training_dataset"), key("events")],
+        description=(
+            f"One classifier per component (default {profile.training.algorithm}), class-weighted, hyperparameters and "
+            "thresholds from time-ordered folds; logged to MLflow and registered with alias `challenger`."
+        ),
+        **common,
+    )
+    def failure_model(context: dg.AssetExecutionContext, config: FailureModelConfig, lake: LakeResource, registry: RegistryResource):
+        dataset = load_dataset_report(lake.lake(), fleet)
+        frame = pd.read_parquet(dataset.path)
+        algorithm = config.algorithm or profile.training.algorithm
+        model_config = ModelConfig(algorithm=algorithm, search_iterations=config.search_iterations,
+                                   search_folds=config.search_folds, threshold_beta=config.threshold_beta)
+        result = train_failure_model(frame, profile, failures_frame(lake, fleet), model_config)
+        logged = log_failure_model(registry.registry(), profile, result, frame, dataset, algorithm, trigger(context))
+        table = pd.DataFrame(result.test.per_component).T[["precision", "recall", "f1", "pr_auc", "support"]].round(3)
+        metadata = {
+            "model": logged.version.name, "version": logged.version.version, "mlflow_run_id": logged.version.run_id,
+            "test_macro_f1": result.test.macro_f1, "test_event_recall": result.test.events["event_recall"],
+            "per_component": dg.MetadataValue.md(f"```\n{table}\n```"),
+            "params": dg.MetadataValue.json({k: str(v) for k, v in result.params.items()}),
+            "thresholds": dg.MetadataValue.json(result.thresholds), "dataset_fingerprint": dataset.fingerprint,
+        }
+        for name, fig in logged.figures.items():
+            metadata[name.removesuffix(".png")] = dg.MetadataValue.md(figure_markdown(fig, name))
+        return dg.MaterializeResult(metadata=metadata)
+
+    @dg.asset(
+        key=key("anomaly_model"), kinds={"scikitlearn", "mlflow"}, deps=[key("training_dataset"), key("events")],
+        description="IsolationForest on healthy windows (far from any failure); registered with alias `challenger`.",
+        **common,
+    )
+    def anomaly_model(context: dg.AssetExecutionContext, lake: LakeResource, registry: RegistryResource):
+        dataset = load_dataset_report(lake.lake(), fleet)
+        frame = pd.read_parquet(dataset.path)
+        result = train_anomaly_model(frame, profile, failures_frame(lake, fleet))
+        logged = log_anomaly_model(registry.registry(), profile, result, frame, dataset, trigger(context))
+        return dg.MaterializeResult(metadata={
+            "model": logged.version.name, "version": logged.version.version, "mlflow_run_id": logged.version.run_id,
+            "healthy_rows": result.healthy_rows, **{k: v for k, v in logged.metrics.items() if not math.isnan(v)},
+        })
+
+    return [labels, training_dataset, failure_model, anomaly_model]
