@@ -34,10 +34,10 @@ def _dagster_home() -> None:
 @app.command()
 def demo(
     devices: Annotated[int, typer.Option(min=1, help="Simulated devices.")] = 200,
-    days: Annotated[int, typer.Option(min=1, help="Days to simulate, ending yesterday (UTC).")] = 3,
+    days: Annotated[int, typer.Option(min=1, help="Days to simulate, ending yesterday (UTC).")] = 21,
     end: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="Last day (default yesterday).")] = None,
 ) -> None:
-    """Simulate a water-heater fleet and materialize its telemetry, events, devices and features."""
+    """Simulate a water-heater fleet, then ingest, featurize, label, train, gate and score it."""
     _dagster_home()
     warnings.filterwarnings("ignore")
     from iot_mlops.demo import format_summary, run_demo

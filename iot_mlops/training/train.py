@@ -40,6 +40,10 @@ def train_failure_model(frame: pd.DataFrame, profile: FleetProfile, failures: pd
         raise TrainingDataError(f"{profile.name}: no failures of {', '.join(missing)} in the training window; widen the window")
     gap = pd.Timedelta(profile.target.horizon)
     folds = time_folds(seen["ts"], valid["ts"].min(), valid["ts"].max() + pd.Timedelta(seconds=1), config.search_folds, gap)
+    earliest = seen.iloc[folds[0][0]] if folds else seen
+    # A column with fewer than two distinct values where the first fold trains carries no signal
+    # and breaks histogram binning; every later fit sees a superset of those rows.
+    features = [c for c in features if c in categorical or earliest[c].nunique(dropna=True) >= 2]
     found = search(config, seen[features], targets(seen, profile), folds, categorical)
     final = build_pipeline(config, categorical, found.params).fit(seen[features], targets(seen, profile).to_numpy())
     final = with_thresholds(final, found.thresholds, seen[features], targets(seen, profile))
