@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -85,3 +88,24 @@ def azure_lake(azure_backfill, tmp_path: Path) -> Path:
     for table in ("devices", "telemetry", "events"):
         shutil.copytree(source / table, target / "azure_pdm" / table)
     return target
+
+
+PG_SERVER = os.environ.get("IOT_MLOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL server, dropped afterwards."""
+    import psycopg2
+
+    name = f"iot_mlops_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(f"{PG_SERVER}/postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

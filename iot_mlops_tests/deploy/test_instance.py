@@ -1,36 +1,16 @@
 """The shipped dagster.yaml files work: embedded SQLite, and Postgres on the real local server."""
 
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import psycopg2
-import pytest
 
 from iot_mlops.ingestion.assets import ingestion_assets
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_SERVER = os.environ.get("IOT_MLOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
-
-
-@pytest.fixture
-def postgres_db():
-    """A fresh database on the local PostgreSQL server, dropped afterwards."""
-    name = f"iot_mlops_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(f"{PG_SERVER}/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def _materialize_one_partition(instance: dg.DagsterInstance, tmp_path: Path) -> dg.ExecuteInProcessResult:
@@ -42,11 +22,11 @@ def _materialize_one_partition(instance: dg.DagsterInstance, tmp_path: Path) -> 
                           instance=instance, resources={"lake": lake})
 
 
-def test_postgres_instance_records_materialization(postgres_db, tmp_path, monkeypatch):
+def test_postgres_instance_records_materialization(postgres_url, tmp_path, monkeypatch):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_PG_URL", postgres_db.replace("postgresql://", "postgresql+psycopg2://"))
+    monkeypatch.setenv("DAGSTER_PG_URL", postgres_url.replace("postgresql://", "postgresql+psycopg2://"))
     monkeypatch.setenv("IOT_MLOPS_DAGSTER_DIR", str(tmp_path / "dagster_files"))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
@@ -58,7 +38,7 @@ def test_postgres_instance_records_materialization(postgres_db, tmp_path, monkey
         assert event.asset_materialization.metadata["rows_read"].value == 480
         assert instance.get_run_by_id(result.run_id).is_success
     # The rows are really in Postgres, not in a local file.
-    with psycopg2.connect(postgres_db) as conn, conn.cursor() as cur:
+    with psycopg2.connect(postgres_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM event_logs WHERE asset_key = %s", [key.to_string()])
         assert cur.fetchone()[0] >= 1
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 
 import psycopg2
 import pytest
@@ -15,7 +13,6 @@ from iot_mlops.registry.mlflow_service import ModelRegistry, psycopg2_url
 from iot_mlops_tests.registry.conftest import VERSION_METRICS
 from iot_mlops_tests.registry.models import FLEET, NAME
 
-PG_SERVER = os.environ.get("IOT_MLOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 POLICY = GatePolicy()
 
 
@@ -87,22 +84,6 @@ def test_rollback_of_an_unknown_model_errors(registry: ModelRegistry, decision_l
     with pytest.raises(RollbackError, match="no registered model named 'unknown'"):
         rollback(registry, decision_log, name="unknown", actor="cli:alice", reason="oops")
     assert decision_log.list() == []
-
-
-@pytest.fixture
-def postgres_url():
-    """A fresh database on the local PostgreSQL server, dropped afterwards."""
-    name = f"iot_mlops_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(f"{PG_SERVER}/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def test_decision_log_on_postgres(populated: ModelRegistry, postgres_url: str):
