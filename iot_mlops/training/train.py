@@ -40,6 +40,11 @@ def train_failure_model(frame: pd.DataFrame, profile: FleetProfile, failures: pd
         raise TrainingDataError(f"{profile.name}: no failures of {', '.join(missing)} in the training window; widen the window")
     gap = pd.Timedelta(profile.target.horizon)
     folds = time_folds(seen["ts"], valid["ts"].min(), valid["ts"].max() + pd.Timedelta(seconds=1), config.search_folds, gap)
+    labels = targets(seen, profile).to_numpy()
+    # A fold whose past holds no failure of some component cannot train that component's model.
+    folds = [(train, test) for train, test in folds if labels[train].min(axis=0).min() == 0 and labels[train].max(axis=0).min() == 1]
+    if not folds:
+        raise TrainingDataError(f"{profile.name}: every component must fail before the validation part; widen the window")
     earliest = seen.iloc[folds[0][0]] if folds else seen
     # A column with fewer than two distinct values where the first fold trains carries no signal
     # and breaks histogram binning; every later fit sees a superset of those rows.
