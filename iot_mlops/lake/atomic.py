@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
@@ -30,14 +33,52 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> Path:
     return target
 
 
+@contextmanager
+def staging_folder(folder: Path) -> Iterator[Path]:
+    """A hidden temp folder inside `folder` (not yet created), removed with what is left in it on exit.
+
+    Named like temp files, so a killed writer's staging folder is removed by the next writer.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(folder)
+    stage = folder / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}-stage"
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def fsync_files(paths: list[Path]) -> None:
+    """Flush files to disk, several at a time (fsync waits on the disk, not the CPU)."""
+    def sync(path: Path) -> None:
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(sync, paths))
+
+
+def publish(written: Path, target: Path) -> Path:
+    """Move a finished, fsynced file (on the same file system) onto `target` by one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(target.parent)
+    os.replace(written, target)
+    return target
+
+
 def remove_stale_temp_files(folder: Path) -> None:
-    """Remove temp files whose writer process is gone (killed mid-write)."""
+    """Remove temp files and staging folders whose writer process is gone (killed mid-write)."""
     if not folder.is_dir():
         return
     for leftover in folder.glob(f"{TMP_PREFIX}*"):
         pid = leftover.name[len(TMP_PREFIX) :].split("-", 1)[0]
         if not pid.isdigit() or not _alive(int(pid)):
-            leftover.unlink(missing_ok=True)
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

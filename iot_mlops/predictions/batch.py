@@ -27,6 +27,8 @@ def prediction_ids(fleet: str, frame: pd.DataFrame, model_name: str, version: st
 def score(fleet: str, features: pd.DataFrame, components: list[str], failure_model, name: str, version: str,
           anomaly_model=None, anomaly_version: str | None = None) -> pd.DataFrame:
     """One prediction row per feature row, keeping model name and version."""
+    if features.empty:  # a day without feature rows: no predictions, but the partition keeps its schema
+        return _empty(features, components)
     X = features[model_inputs(failure_model)]
     prob = probabilities(failure_model, X, components)
     flags = pd.DataFrame(failure_model.predict(X), columns=components, index=features.index).astype(int)
@@ -50,3 +52,12 @@ def score(fleet: str, features: pd.DataFrame, components: list[str], failure_mod
         out["anomaly_score"] = np.nan
         out["anomaly_model_version"] = None
     return out.reset_index(drop=True)
+
+
+def _empty(features: pd.DataFrame, components: list[str]) -> pd.DataFrame:
+    columns = {"prediction_id": object, "device_id": features["device_id"].dtype, "ts": features["ts"].dtype,
+               "model_name": object, "model_version": object}
+    for comp in components:
+        columns.update({f"p_{comp}": float, f"alert_{comp}": "int64"})
+    columns.update({"predicted_component": object, "anomaly_score": float, "anomaly_model_version": object})
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})

@@ -69,11 +69,13 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
             report = compute_labels(con, lake.lake(), profile, partition_days(context))
         check = dg.AssetCheckResult(
             check_name="labels_complete", passed=report.incomplete_rows == 0, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"incomplete_rows": report.incomplete_rows, "events_until": str(report.events_until)},
+            metadata={"incomplete_rows": report.incomplete_rows, "events_from": str(report.events_from),
+                      "events_until": str(report.events_until)},
         )
         return dg.MaterializeResult(metadata={
             "complete_rows": report.complete_rows, "incomplete_rows": report.incomplete_rows,
-            "events_until": str(report.events_until), "positives": dg.MetadataValue.json(report.positives),
+            "events_from": str(report.events_from), "events_until": str(report.events_until),
+            "positives": dg.MetadataValue.json(report.positives),
         }, check_results=[check])
 
     @dg.asset(

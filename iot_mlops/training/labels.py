@@ -31,6 +31,7 @@ class LabelReport:
     incomplete_rows: int
     positives: dict[str, int]
     events_until: datetime | None
+    events_from: datetime | None = None
 
 
 def events_coverage(lake: Lake, fleet: str) -> datetime | None:
@@ -46,10 +47,22 @@ def events_coverage(lake: Lake, fleet: str) -> datetime | None:
     return datetime.combine(end + timedelta(days=1), time())
 
 
-def labels_sql(profile: FleetProfile, features: str, events: str, coverage: datetime) -> str:
-    """One row per feature row: completeness, and per component 1/0 (NULL when incomplete)."""
+def events_start(lake: Lake, fleet: str) -> datetime | None:
+    """Start of the first events partition: before it nothing is known, not even that nothing failed."""
+    days = lake.partitions(fleet, "events")
+    return datetime.combine(days[0], time()) if days else None
+
+
+def labels_sql(profile: FleetProfile, features: str, events: str, coverage: datetime, since: datetime | None = None) -> str:
+    """One row per feature row: completeness, and per component 1/0 (NULL when incomplete).
+
+    A row is complete when events are ingested over its whole horizon: from `since` (the first events
+    partition, if given) up to `coverage`.
+    """
     horizon = interval(profile.target.horizon)
     complete = f"f.ts + {horizon} <= TIMESTAMP {sql_str(coverage)}"
+    if since is not None:
+        complete = f"({complete} AND f.ts >= TIMESTAMP {sql_str(since)})"
     per_component = [
         f"CASE WHEN {complete} THEN (count(e.ts) FILTER (WHERE e.value = {sql_str(c)}) > 0)::INTEGER END AS {ident(label_column(c))}"
         for c in profile.components
@@ -69,7 +82,7 @@ ORDER BY f.device_id, f.ts
 def compute_labels(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, days: list[date]) -> LabelReport:
     """Write label partitions for the days from their feature rows and the failure events."""
     fleet = profile.name
-    coverage = events_coverage(lake, fleet)
+    coverage, since = events_coverage(lake, fleet), events_start(lake, fleet)
     events = lake.scan(fleet, "events")
     if events is None or coverage is None:
         raise LabelInputError(f"{fleet}: no events partitions; materialize {fleet}/events first")
@@ -78,7 +91,7 @@ def compute_labels(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPro
         features = lake.scan(fleet, "features", [day])
         if features is None:
             raise LabelInputError(f"{fleet}: no features for {day}; materialize {fleet}/features first")
-        rows[day] = row_count(con, lake.write_partition(con, fleet, "labels", day, labels_sql(profile, features, events, coverage)))
+        rows[day] = row_count(con, lake.write_partition(con, fleet, "labels", day, labels_sql(profile, features, events, coverage, since)))
     written = lake.scan(fleet, "labels", days)
     sums = ", ".join(f"coalesce(sum({ident(label_column(c))}), 0)" for c in profile.components)
     complete, incomplete, *positives = con.execute(
@@ -90,4 +103,5 @@ def compute_labels(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPro
         incomplete_rows=int(incomplete),
         positives={c: int(n) for c, n in zip(profile.components, positives)},
         events_until=coverage,
+        events_from=since,
     )

@@ -42,7 +42,8 @@ def event_metrics(
     failures: device_id, ts, component (each failure once). predictions: device_id, ts and one
     0/1 column per component. A failure is caught when a positive for its component came in
     the `horizon` before it, at least `min_lead` ahead; lead time counts from the first such
-    alert. A false alarm is a run of consecutive positives with no failure within the horizon.
+    alert. A false alarm is a run of consecutive positives none of which has a failure of its component
+    within the horizon after it (a run that goes on past the failure it caught is no false alarm).
     """
     predictions = predictions.sort_values(["device_id", "ts"])
     failures = failures[failures["device_id"].isin(predictions["device_id"].unique())]
@@ -64,10 +65,11 @@ def event_metrics(
         if alerts.empty:
             continue
         new_run = (alerts["device_id"] != alerts["device_id"].shift()) | (alerts["ts"].diff() > step)
-        runs = alerts.assign(run=new_run.cumsum()).groupby("run").agg(device_id=("device_id", "first"), last=("ts", "max"))
+        runs = alerts.assign(run=new_run.cumsum()).groupby("run").agg(
+            device_id=("device_id", "first"), first=("ts", "min"), last=("ts", "max"))
         comp_failures = failures[failures["component"] == comp]
         merged = runs.reset_index().merge(comp_failures, on="device_id", how="left")
-        hit = merged[(merged["ts"] >= merged["last"]) & (merged["ts"] < merged["last"] + horizon)]["run"].unique()
+        hit = merged[(merged["ts"] >= merged["first"]) & (merged["ts"] < merged["last"] + horizon)]["run"].unique()
         false_alarms += len(set(runs.index) - set(hit))
     device_months = predictions["device_id"].nunique() * max((end - start) / pd.Timedelta(days=30), 1e-9)
     return {
