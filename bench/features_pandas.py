@@ -21,16 +21,11 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from iot_mlops.features.sql import window_label  # noqa: E402
+
 DUCKDB_TIME_BUCKET_ORIGIN = "2000-01-03"  # time_bucket's default origin for sub-month widths
 
 
-def window_label(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds % 86400 == 0 and seconds > 2 * 86400:
-        return f"{seconds // 86400}d"
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 60}min"
 
 
 def straightforward_features(profile, tel, events, devices, start: datetime, end: datetime):

@@ -15,6 +15,7 @@ from iot_mlops.features.assets import features_assets
 from iot_mlops.ingestion.assets import ingestion_assets
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.profiles import FleetProfile, load_profile, source_folder
+from iot_mlops_tests.training import pipeline
 from iot_mlops_tests.fleet import PROFILES, RANGE_END, RANGE_START, Fleet
 
 AZURE_FILES = ("telemetry.parquet", "machines.parquet", "errors.parquet", "maint.parquet", "failures.parquet")
@@ -109,3 +110,13 @@ def postgres_url() -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def azure_labelled(tmp_path_factory, azure_backfill, azure_profile) -> pipeline.AzureLabelled:
+    return pipeline.azure_labelled(tmp_path_factory, azure_backfill[2], azure_profile)
+
+
+@pytest.fixture(scope="session")
+def azure_trained(tmp_path_factory, azure_labelled, azure_profile) -> pipeline.AzureTrained:
+    return pipeline.azure_trained(tmp_path_factory, azure_labelled, azure_profile)

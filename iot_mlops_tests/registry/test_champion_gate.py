@@ -35,16 +35,6 @@ from iot_mlops_tests.training.pipeline import AZURE, AzureTrained, copy_registry
 DEFAULT = GateConfig()
 
 
-@pytest.fixture(scope="session")
-def azure_labelled(tmp_path_factory, azure_backfill, azure_profile):
-    return pipeline.azure_labelled(tmp_path_factory, azure_backfill[2], azure_profile)
-
-
-@pytest.fixture(scope="session")
-def azure_trained(tmp_path_factory, azure_labelled, azure_profile) -> AzureTrained:
-    return pipeline.azure_trained(tmp_path_factory, azure_labelled, azure_profile)
-
-
 def gate_outcome(result: dg.ExecuteInProcessResult, model: str) -> dict:
     return materializations(result)[("champion_gate", None)][model]
 

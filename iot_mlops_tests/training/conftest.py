@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from iot_mlops_tests.fleet import Fleet
-from iot_mlops_tests.training import pipeline
 from iot_mlops_tests.training.tiny import HORIZON, TinyPipeline
 
 
@@ -19,13 +18,3 @@ def tiny(tmp_path: Path) -> TinyPipeline:
     fleet.write_profile()
     fleet.write_clean()
     return TinyPipeline(fleet, tmp_path / "registry")
-
-
-@pytest.fixture(scope="session")
-def azure_labelled(tmp_path_factory, azure_backfill, azure_profile) -> pipeline.AzureLabelled:
-    return pipeline.azure_labelled(tmp_path_factory, azure_backfill[2], azure_profile)
-
-
-@pytest.fixture(scope="session")
-def azure_trained(tmp_path_factory, azure_labelled, azure_profile) -> pipeline.AzureTrained:
-    return pipeline.azure_trained(tmp_path_factory, azure_labelled, azure_profile)
