@@ -58,7 +58,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,6 +70,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from features_pandas import DUCKDB_TIME_BUCKET_ORIGIN, run_pandas  # noqa: E402
+from harness import peak_rss_mb, spawn_worker  # noqa: E402
 
 AZURE_DIR = Path(os.environ.get("IOT_MLOPS_AZURE_PDM_DIR") or ROOT.parent / "shared" / "datasets" / "azure_pdm")
 PROFILES = ROOT / "profiles"
@@ -316,23 +316,6 @@ def run_ours(case: Case) -> dict:
     return {"seconds": elapsed, "rows": sum(report.rows.values()), "features": len(report.columns) - 2, "input_rows": case.input_rows}
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM) in MB.
-
-    Not getrusage's ru_maxrss inside the child: Linux carries the parent's peak over fork and
-    exec into it, so a child of a big parent would report the parent's size.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_profile(case: Case) -> dict:
     """Where ours spends its time: compute_features phases, then the feature query's operators.
 
@@ -447,25 +430,8 @@ def worker(side: str, case_file: str) -> None:
 
 
 def spawn(side: str, case: Case, workdir: Path) -> dict:
-    """Run one side once in a fresh process; returns its result and peak RSS."""
-    case_file = workdir / f"{case.name}.json"
-    case_file.write_text(json.dumps(asdict(case)))
-    log = workdir / f"{case.name}.{side}.log"
-    with open(log, "w") as handle:
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--case-file", str(case_file)],
-            stdout=handle, stderr=subprocess.STDOUT, cwd=str(ROOT),
-        )  # fmt: skip
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    text = log.read_text()
-    lines = [line for line in text.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{side} worker for {case.name} failed (exit {proc.returncode}):\n{text[-4000:]}")
-    result = json.loads(lines[-1][len("RESULT "):])
-    result["rusage_maxrss_mb"] = usage.ru_maxrss / 1024  # includes the parent's RSS at fork: not used
-    return result
-
+    """Run one side once in a fresh process; returns its result."""
+    return spawn_worker(__file__, side, case.name, asdict(case), workdir)
 
 def clean_outputs(case: Case, side: str) -> None:
     if side == "ours":

@@ -75,7 +75,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -86,6 +85,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import peak_rss_mb, spawn_worker  # noqa: E402
 
 AZURE_DIR = Path(os.environ.get("IOT_MLOPS_AZURE_PDM_DIR") or ROOT.parent / "shared" / "datasets" / "azure_pdm")
 PROFILES = ROOT / "profiles"
@@ -492,19 +493,6 @@ def run_ineq_join(case: Case) -> dict:
     return {"seconds": elapsed, "rows": rows}
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM) in MB (not ru_maxrss: see bench/features.py)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_profile(case: Case) -> dict:
     """Where ours spends its time, and what candidate changes to it would save.
 
@@ -672,21 +660,7 @@ def worker(method: str, case_file: str) -> None:
 
 def spawn(method: str, case: Case, workdir: Path) -> dict:
     """Run one method once in a fresh process; returns its result."""
-    case_file = workdir / f"{case.name}.json"
-    case_file.write_text(json.dumps(asdict(case)))
-    log = workdir / f"{case.name}.{method}.log"
-    with open(log, "w") as handle:
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--case-file", str(case_file)],
-            stdout=handle, stderr=subprocess.STDOUT, cwd=str(ROOT),
-        )  # fmt: skip
-        proc.wait()
-    text = log.read_text()
-    lines = [line for line in text.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{method} worker for {case.name} failed (exit {proc.returncode}):\n{text[-4000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
-
+    return spawn_worker(__file__, method, case.name, asdict(case), workdir)
 
 def clean_output(case: Case, method: str) -> None:
     target = output_file(case, method)
