@@ -453,14 +453,11 @@ def ineq_join_sql(case: Case, features: str, labels: str) -> str:
     from iot_mlops.features.sql import interval
     from iot_mlops.lake import sql_str
     from iot_mlops.training.labels import label_column
+    from iot_mlops.training.dataset import split_sql
 
     profile, bounds, start, end = load_case(case)
     max_age = interval(profile.features.max_age)
-    split = (
-        f"CASE WHEN l.ts < TIMESTAMP {sql_str(bounds.train_end)} THEN 'train' "
-        f"WHEN l.ts >= TIMESTAMP {sql_str(bounds.val_start)} AND l.ts < TIMESTAMP {sql_str(bounds.val_end)} THEN 'validation' "
-        f"WHEN l.ts >= TIMESTAMP {sql_str(bounds.test_start)} THEN 'test' END"
-    )
+    split = split_sql(bounds)
     targets = ", ".join(f"l.{label_column(c)}" for c in profile.components)
     return f"""
 SELECT * FROM (

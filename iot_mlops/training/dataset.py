@@ -72,14 +72,19 @@ def split_boundaries(profile: FleetProfile, start: datetime, end: datetime, spli
     return Boundaries("time", train_end, val_start, val_end, test_start)
 
 
+def split_sql(bounds: Boundaries, ts: str = "l.ts") -> str:
+    """The split a label time falls in; NULL inside the gaps."""
+    return (
+        f"CASE WHEN {ts} < TIMESTAMP {sql_str(bounds.train_end)} THEN 'train' "
+        f"WHEN {ts} >= TIMESTAMP {sql_str(bounds.val_start)} AND {ts} < TIMESTAMP {sql_str(bounds.val_end)} THEN 'validation' "
+        f"WHEN {ts} >= TIMESTAMP {sql_str(bounds.test_start)} THEN 'test' END"
+    )
+
+
 def dataset_sql(profile: FleetProfile, features: str, labels: str, bounds: Boundaries, start: datetime, end: datetime) -> str:
     """Labels joined to the newest feature row at or before the label time, within max_age."""
     max_age = interval(profile.features.max_age)
-    split = (
-        f"CASE WHEN l.ts < TIMESTAMP {sql_str(bounds.train_end)} THEN 'train' "
-        f"WHEN l.ts >= TIMESTAMP {sql_str(bounds.val_start)} AND l.ts < TIMESTAMP {sql_str(bounds.val_end)} THEN 'validation' "
-        f"WHEN l.ts >= TIMESTAMP {sql_str(bounds.test_start)} THEN 'test' END"
-    )
+    split = split_sql(bounds)
     targets = ", ".join(f"l.{label_column(c)}" for c in profile.components)
     return f"""
 SELECT * FROM (
