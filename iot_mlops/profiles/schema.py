@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, FiniteFloat, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|min|m|h|d)\s*$")
-_UNIT_SECONDS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "d": 86400}
-IDENTIFIER = r"^[a-z][a-z0-9_]*$"
-
-
-def parse_duration(value: object) -> object:
-    """Accept '90s', '1min', '3h', '30d' as well as timedeltas and seconds."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"invalid duration {value!r}: use e.g. '60s', '1min', '3h', '30d'")
-        return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-    return value
-
-
-def positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError(f"duration must be positive, got {value}")
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(positive)]
-Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
+from iot_mlops.profiles.monitoring import MonitoringSpec
+from iot_mlops.profiles.schema_types import Duration, Identifier
 
 
 class StrictModel(BaseModel):
@@ -237,6 +215,7 @@ class FleetProfile(StrictModel):
     features: FeatureSpec
     target: TargetSpec = TargetSpec()
     training: TrainingSpec = TrainingSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
 
     @model_validator(mode="after")
     def _references(self) -> FleetProfile:

@@ -1,0 +1,103 @@
+"""Profile sections for the closed loop: drift, data quality, retraining policy and the nightly schedule."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from iot_mlops.profiles.schema_types import Duration
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Severity(_Strict):
+    """A WARN and an ERROR threshold on a share or rate (ERROR >= WARN)."""
+
+    warn: float = Field(ge=0)
+    error: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> Severity:
+        if self.error < self.warn:
+            raise ValueError(f"error threshold {self.error} is below warn threshold {self.warn}")
+        return self
+
+
+class DriftSpec(_Strict):
+    """How a day's features are compared with the training reference."""
+
+    bins: int = Field(10, ge=2, le=100)  # quantile bins of the reference profile
+    psi_threshold: float = Field(0.2, gt=0)  # numeric feature drifted at PSI >= this
+    p_value: float = Field(0.05, gt=0, lt=1)  # chi-square / KS: drifted below this p-value
+    ks_features: list[str] = []  # numeric features also tested with KS on the raw reference sample
+    reference_sample: int = Field(5000, ge=100)  # raw reference rows kept for KS and the Evidently report
+    dataset_drift_share: float = Field(0.5, gt=0, le=1)  # dataset drifted when this share of features is
+    evidently_rows: int = Field(5000, ge=100)  # bounded sample of the day for the Evidently HTML report
+
+
+class QualitySpec(_Strict):
+    """IoT data-quality checks on each telemetry partition."""
+
+    stuck_window: Duration = timedelta(hours=1)  # a sensor not changing this long is stuck
+    stuck_share: Severity = Severity(warn=0.02, error=0.10)  # share of (device, sensor) pairs stuck
+    dropout_share: Severity = Severity(warn=0.05, error=0.20)  # share of expected samples missing
+    out_of_range_share: Severity = Severity(warn=0.001, error=0.01)
+    spike_zscore: float = Field(6.0, gt=0)  # a step change this many std of the sensor's steps is a spike
+    spike_rate: Severity = Severity(warn=0.001, error=0.01)
+    quarantine_share: Severity = Severity(warn=0.01, error=0.05)
+
+
+class RetrainingPolicy(_Strict):
+    """When sensors ask for retraining, and how often they may."""
+
+    drift_share_high: float = Field(0.3, gt=0, le=1)  # arm: drift share at or above this ...
+    drift_consecutive_days: int = Field(2, ge=1)  # ... on this many consecutive partitions
+    drift_share_low: float = Field(0.1, ge=0, le=1)  # re-arm only after drift falls below this
+    false_positive_rate: float = Field(0.5, gt=0, le=1)
+    min_feedback: int = Field(20, ge=1)  # feedback records since the last training
+    recall_floor: float = Field(0.5, ge=0, le=1)  # live recall below this triggers
+    min_matured: int = Field(20, ge=1)  # matured positive outcomes needed to judge recall
+    quality_error_days: int = Field(2, ge=1)  # consecutive days with ERROR data-quality checks
+    cooldown: Duration = timedelta(hours=24)
+    min_new_days: int = Field(1, ge=0)  # feature days since the last training
+    max_per_day: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> RetrainingPolicy:
+        if self.drift_share_low > self.drift_share_high:
+            raise ValueError(f"drift_share_low {self.drift_share_low} is above drift_share_high {self.drift_share_high}")
+        return self
+
+
+class ScheduleSpec(_Strict):
+    """The nightly run of the previous day's partitions."""
+
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"cron {value!r} must have five fields")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+
+class MonitoringSpec(_Strict):
+    drift: DriftSpec = DriftSpec()
+    quality: QualitySpec = QualitySpec()
+    retraining: RetrainingPolicy = RetrainingPolicy()
+    schedule: ScheduleSpec = ScheduleSpec()
