@@ -11,7 +11,7 @@ from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.champion_gate import gate_model
 from iot_mlops.registry.gate import GatePolicy
 from iot_mlops.registry.resource import RegistryResource
-from iot_mlops.training.assets import failures_frame, trigger
+from iot_mlops.training.assets import DECISION_TAG, failures_frame, trigger
 from iot_mlops.training.dataset import load_dataset_report
 from iot_mlops.training.runs import model_name
 
@@ -46,13 +46,15 @@ def gate_assets(profile: FleetProfile, profile_dir: Path) -> list:
         failures = failures_frame(lake, fleet)
         store, log = registry.registry(), registry.decision_log()
         actor = f"champion_gate:{trigger(context)}:{context.run_id[:8]}"
+        # Links the gate's decision to the sensor decision that started this run, if one did.
+        triggered_by = {"trigger": trigger(context), "trigger_decision_id": context.run.tags.get(DECISION_TAG)}
         policies = {
             profile.target.prediction_type: GatePolicy("macro_f1", config.margin, config.floor, config.recall_tolerance),
             "anomaly": GatePolicy("any_failure_roc_auc", config.margin, config.anomaly_floor, 1.0),
         }
         outcomes = [
             gate_model(store, log, profile=profile, name=model_name(profile, kind), kind=kind, holdout=holdout,
-                       failures=failures, policy=policy, actor=actor)
+                       failures=failures, policy=policy, actor=actor, run_id=context.run_id, context=triggered_by)
             for kind, policy in policies.items()
         ]
         metadata, below = {}, []

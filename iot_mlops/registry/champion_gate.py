@@ -35,7 +35,8 @@ def _scores(kind: str, model, frame: pd.DataFrame, profile: FleetProfile, failur
 
 
 def gate_model(registry: ModelRegistry, log: DecisionLog, *, profile: FleetProfile, name: str, kind: str,
-               holdout: pd.DataFrame, failures: pd.DataFrame, policy: GatePolicy, actor: str) -> GateOutcome:
+               holdout: pd.DataFrame, failures: pd.DataFrame, policy: GatePolicy, actor: str,
+               run_id: str | None = None, context: dict | None = None) -> GateOutcome:
     """Gate one registered model's challenger against its champion on `holdout`."""
     challenger, champion = registry.alias_version(name, CHALLENGER), registry.alias_version(name, CHAMPION)
     decision, champion_score = None, None
@@ -49,12 +50,13 @@ def gate_model(registry: ModelRegistry, log: DecisionLog, *, profile: FleetProfi
         details = {"challenger": scores, "champion": champion_scores, "challenger_recall": recall,
                    "champion_recall": champion_recall, "holdout_rows": len(holdout),
                    "holdout": f"{holdout['ts'].min()}..{holdout['ts'].max()}"}
-        details = _json_safe(details)
+        details = _json_safe({**details, **(context or {})})
+        moved = dict(fleet=profile.name, name=name, version=challenger, reason=decision.reason, actor=actor, details=details, run_id=run_id)
         if decision.promote:
-            promote(registry, log, fleet=profile.name, name=name, version=challenger, reason=decision.reason, actor=actor, details=details)
+            promote(registry, log, **moved)
             champion_score = decision.challenger_score
         else:
-            reject(registry, log, fleet=profile.name, name=name, version=challenger, reason=decision.reason, actor=actor, details=details)
+            reject(registry, log, **moved)
             registry.delete_alias(name, CHALLENGER)
     return GateOutcome(name, challenger, champion, registry.alias_version(name, CHAMPION), decision, champion_score, policy)
 

@@ -17,7 +17,7 @@ class RollbackError(RuntimeError):
 
 
 def promote(registry: ModelRegistry, log: DecisionLog, *, fleet: str, name: str, version: str, reason: str,
-            actor: str, details: dict[str, Any] | None = None) -> Decision:
+            actor: str, details: dict[str, Any] | None = None, run_id: str | None = None) -> Decision:
     """Make `version` the champion (tagged gate=passed) and log the move."""
     version = str(version)
     previous = registry.alias_version(name, CHAMPION)
@@ -26,17 +26,17 @@ def promote(registry: ModelRegistry, log: DecisionLog, *, fleet: str, name: str,
     if registry.alias_version(name, CHALLENGER) == version:
         registry.delete_alias(name, CHALLENGER)
     return _recorded(log, name, log.record(fleet, "promoted", reason, actor, model_name=name, from_version=previous,
-                                           to_version=version, details=details))
+                                           to_version=version, details=details, run_id=run_id))
 
 
 def reject(registry: ModelRegistry, log: DecisionLog, *, fleet: str, name: str, version: str, reason: str,
-           actor: str, details: dict[str, Any] | None = None) -> Decision:
+           actor: str, details: dict[str, Any] | None = None, run_id: str | None = None) -> Decision:
     """Tag `version` gate=rejected and log it (from = the champion that stays, to = the rejected version)."""
     version = str(version)
     registry.tag_version(name, version, GATE_TAG, REJECTED)
     champion = registry.alias_version(name, CHAMPION)
     return _recorded(log, name, log.record(fleet, "rejected", reason, actor, model_name=name, from_version=champion,
-                                           to_version=version, details=details))
+                                           to_version=version, details=details, run_id=run_id))
 
 
 def rollback(registry: ModelRegistry, log: DecisionLog, *, name: str, actor: str, reason: str,

@@ -20,6 +20,8 @@ from iot_mlops.training.runs import log_anomaly_model, log_failure_model
 from iot_mlops.training.train import train_failure_model
 
 TRIGGER_TAG = "iot_mlops/trigger"
+REASON_TAG = "iot_mlops/reason"
+DECISION_TAG = "iot_mlops/decision_id"
 
 
 class TrainingDatasetConfig(dg.Config):
