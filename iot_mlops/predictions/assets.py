@@ -7,6 +7,7 @@ import pandas as pd
 
 from iot_mlops.lake import atomic_write
 from iot_mlops.lake.resource import LakeResource
+from iot_mlops.monitoring.store import PredictionLog
 from iot_mlops.partitions import daily_partitions, partition_days
 from iot_mlops.predictions.batch import score
 from iot_mlops.profiles import FleetProfile
@@ -24,7 +25,8 @@ def prediction_assets(profile: FleetProfile, profile_dir: Path) -> list:
         deps=[dg.AssetKey([fleet, "features"]), dg.AssetKey([fleet, "champion_gate"])],
         description=(
             "The champion scores the day's feature rows: probability and alert per component, predicted component, "
-            "anomaly score, model name and version, and a stable prediction id."
+            "anomaly score, model name and version, and a stable prediction id. The lake file is the source of truth; "
+            "its rows are also registered in the operational store so feedback can refer to them."
         ),
     )
     def predictions(context: dg.AssetExecutionContext, lake: LakeResource, registry: RegistryResource):
@@ -37,7 +39,9 @@ def prediction_assets(profile: FleetProfile, profile_dir: Path) -> list:
         anomaly_name = model_name(profile, "anomaly")
         anomaly_version = store.alias_version(anomaly_name, CHAMPION)
         anomaly = store.load_model(anomaly_name, CHAMPION) if anomaly_version else None
-        rows, alerts = {}, 0
+        # The registry resource carries the operational store URL (Settings.store), shared with the `store` resource.
+        log = PredictionLog(registry.store_url)
+        rows, alerts, registered = {}, 0, 0
         for day in days:
             file = lake.lake().partition_file(fleet, "features", day)
             if not file.is_file():
@@ -45,11 +49,13 @@ def prediction_assets(profile: FleetProfile, profile_dir: Path) -> list:
             scored = score(fleet, pd.read_parquet(file), profile.components, model, name, version, anomaly, anomaly_version)
             target = lake.lake().partition_file(fleet, "predictions", day)
             atomic_write(target, lambda tmp: scored.to_parquet(tmp, index=False))
+            registered += log.record_batch(fleet, scored)
             rows[str(day)] = len(scored)
             alerts += int((scored["predicted_component"] != "none").sum())
         return dg.MaterializeResult(metadata={
             "model": name, "model_version": version, "anomaly_model_version": anomaly_version or "none",
             "rows_per_day": dg.MetadataValue.json(rows), "alerts": alerts,
+            "registered_in_store": registered,
             "lake_path": dg.MetadataValue.path(str(lake.lake().table_dir(fleet, "predictions"))),
         })
 

@@ -1,0 +1,1 @@
+"""Monitoring: drift, data quality, feedback and live model performance."""

@@ -1,0 +1,327 @@
+"""The operational store of predictions and their feedback (SQLAlchemy; SQLite by default, Postgres in production)."""
+
+from __future__ import annotations
+
+import functools
+import math
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+FeedbackType = Literal["false_positive", "false_negative", "correct", "unclear"]
+FeedbackSource = Literal["technician", "app", "system"]
+FEEDBACK_TYPES, FEEDBACK_SOURCES = get_args(FeedbackType), get_args(FeedbackSource)
+PREDICTION_SOURCES = ("batch", "api")
+NO_ALERT = "none"
+CHUNK = 5000
+
+metadata = sa.MetaData()
+predictions = sa.Table(
+    "predictions", metadata,
+    sa.Column("prediction_id", sa.String(64), primary_key=True),
+    sa.Column("fleet", sa.String(64), nullable=False),
+    sa.Column("device_id", sa.String(128), nullable=False),
+    sa.Column("ts", sa.DateTime, nullable=False),  # feature timestamp, UTC
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(16), nullable=False),
+    sa.Column("predicted_component", sa.String(64), nullable=False),
+    sa.Column("probabilities", sa.JSON, nullable=False),
+    sa.Column("source", sa.String(8), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("shadow", sa.JSON(none_as_null=True), nullable=True),  # a challenger's output on the same request
+    sa.CheckConstraint(f"source IN {PREDICTION_SOURCES}", name="ck_predictions_source"),
+    sa.Index("ix_predictions_fleet_ts", "fleet", "ts"),
+)
+feedback = sa.Table(
+    "feedback", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("prediction_id", sa.String(64), sa.ForeignKey("predictions.prediction_id"), nullable=False, index=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("rating", sa.Integer, nullable=False),
+    sa.Column("outcome_component", sa.String(64), nullable=True),
+    sa.Column("outcome_at", sa.DateTime, nullable=True),
+    sa.Column("comment", sa.Text, nullable=True),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False, index=True),
+    sa.CheckConstraint(f"type IN {FEEDBACK_TYPES}", name="ck_feedback_type"),
+    sa.CheckConstraint(f"source IN {FEEDBACK_SOURCES}", name="ck_feedback_source"),
+    sa.CheckConstraint("rating BETWEEN 1 AND 5", name="ck_feedback_rating"),
+)
+
+
+class FeedbackError(ValueError):
+    """Feedback refused; nothing was stored."""
+
+
+class UnknownPredictionError(FeedbackError):
+    """Feedback about a prediction id the store does not hold (an HTTP 404 rather than a 422)."""
+
+
+def utc_naive(value: datetime) -> datetime:
+    """Timestamps are stored as naive UTC; naive input is taken as UTC."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class FeedbackIn(BaseModel):
+    """One feedback record about a prediction: also the request body of the HTTP feedback endpoint."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    type: FeedbackType
+    rating: int = Field(ge=1, le=5)
+    source: FeedbackSource
+    outcome_component: str | None = Field(None, min_length=1, max_length=64)
+    # Not strict: JSON carries timestamps as ISO strings.
+    outcome_at: Annotated[datetime | None, Field(strict=False)] = None
+    comment: str | None = Field(None, max_length=4000)
+
+    @field_validator("outcome_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return utc_naive(value) if value else value
+
+    @model_validator(mode="after")
+    def _outcome(self) -> FeedbackIn:
+        if self.outcome_at is not None and self.outcome_component is None:
+            raise ValueError("outcome_at needs outcome_component: say which component failed")
+        return self
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    id: int
+    prediction_id: str
+    type: str
+    rating: int
+    outcome_component: str | None
+    outcome_at: datetime | None
+    comment: str | None
+    source: str
+    created_at: datetime
+    fleet: str
+    device_id: str
+    model_version: str
+    predicted_component: str
+
+
+@dataclass(frozen=True)
+class FeedbackStats:
+    """Feedback received since a time: what the feedback sensor reads."""
+
+    count: int
+    by_type: dict[str, int]
+    alert_feedback: int  # false_positive + correct on predictions that raised an alert
+    false_positive_rate: float | None  # None without alert feedback
+
+
+@functools.lru_cache(maxsize=16)
+def engine_for(url: str) -> sa.Engine:
+    """One engine per store URL and process, tables created; SQLite in WAL mode with locking write transactions."""
+    if url.startswith("postgresql://"):
+        from iot_mlops.registry.mlflow_service import psycopg2_url  # imports MLflow (seconds): only when needed
+
+        url = psycopg2_url(url)
+    sqlite = url.startswith("sqlite")
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"timeout": 30} if sqlite else {})
+    if sqlite:
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:
+            dbapi_conn.isolation_level = None  # transactions are begun below, not by the driver
+            for pragma in ("journal_mode = WAL", "foreign_keys = ON", "busy_timeout = 30000"):
+                dbapi_conn.execute(f"PRAGMA {pragma}")
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn) -> None:
+            # A deferred read-then-write transaction fails at once (SQLITE_BUSY) when another writer got in
+            # between; IMMEDIATE takes the write lock up front and waits for it.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+    try:
+        metadata.create_all(engine)
+    except (sa.exc.ProgrammingError, sa.exc.IntegrityError, sa.exc.OperationalError):
+        metadata.create_all(engine)  # another process created the tables between our check and our CREATE
+    return engine
+
+
+class _Store:
+    def __init__(self, url_or_engine: str | sa.Engine):
+        self.engine = engine_for(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(write=True)
+            with conn.begin():
+                yield conn
+
+
+class PredictionLog(_Store):
+    """Every prediction served or scored in batch, with its model version and (optionally) a challenger's shadow output."""
+
+    def record_batch(self, fleet: str, frame: pd.DataFrame, source: str = "batch") -> int:
+        """Record a predictions partition (prediction_id, device_id, ts, model_name, model_version, p_<component>...,
+        predicted_component); ids already stored are skipped, so re-recording a day adds nothing. Returns rows added."""
+        _check_source(source)
+        if frame.empty:
+            return 0
+        components = [c.removeprefix("p_") for c in frame.columns if c.startswith("p_")]
+        if not components:
+            raise ValueError("predictions frame has no p_<component> probability columns")
+        probs = frame[[f"p_{c}" for c in components]].to_numpy(dtype=float)
+        ts = pd.DatetimeIndex(pd.to_datetime(frame["ts"], utc=True)).tz_localize(None).to_pydatetime()
+        created = _now()
+        rows = [
+            {"prediction_id": str(pid), "fleet": fleet, "device_id": str(dev), "ts": t, "model_name": str(name),
+             "model_version": str(version), "predicted_component": str(pred), "source": source, "created_at": created,
+             "probabilities": {c: (None if math.isnan(p) else float(p)) for c, p in zip(components, row)}}
+            for pid, dev, t, name, version, pred, row in zip(frame["prediction_id"], frame["device_id"], ts, frame["model_name"],
+                                                             frame["model_version"], frame["predicted_component"], probs)
+        ]
+        added = 0
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start:start + CHUNK]
+            with self._write() as conn:
+                ids = [r["prediction_id"] for r in chunk]
+                known = set(conn.execute(sa.select(predictions.c.prediction_id).where(predictions.c.prediction_id.in_(ids))).scalars())
+                new = [r for r in chunk if r["prediction_id"] not in known]
+                if new:  # RETURNING makes SQLAlchemy batch the rows into multi-row INSERTs (psycopg2's executemany is row by row)
+                    added += len(conn.execute(_insert_ignoring_duplicates(conn).returning(predictions.c.prediction_id), new).all())
+        return added
+
+    def record(self, *, fleet: str, device_id: str, ts: datetime, model_name: str, model_version: str,
+               predicted_component: str, probabilities: Mapping[str, float], source: str = "api",
+               shadow: Mapping[str, Any] | None = None, prediction_id: str | None = None) -> str:
+        """Record one prediction (an online one by default); returns its id."""
+        _check_source(source)
+        if predicted_component != NO_ALERT and predicted_component not in probabilities:
+            raise ValueError(f"predicted component {predicted_component!r} is not one of {sorted(probabilities)}")
+        pid = prediction_id or str(uuid.uuid4())
+        row = dict(prediction_id=pid, fleet=fleet, device_id=str(device_id), ts=utc_naive(ts), model_name=model_name,
+                   model_version=str(model_version), predicted_component=predicted_component,
+                   probabilities={k: float(v) for k, v in probabilities.items()}, source=source, created_at=_now(),
+                   shadow=dict(shadow) if shadow is not None else None)
+        with self._write() as conn:
+            conn.execute(predictions.insert().values(**row))
+        return pid
+
+    def get(self, prediction_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(predictions).where(predictions.c.prediction_id == prediction_id)).mappings().first()
+        return dict(row) if row else None
+
+    def count(self, fleet: str | None = None, source: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(predictions)
+        if fleet:
+            query = query.where(predictions.c.fleet == fleet)
+        if source:
+            query = query.where(predictions.c.source == source)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+
+def _check_source(source: str) -> None:
+    if source not in PREDICTION_SOURCES:
+        raise ValueError(f"unknown prediction source {source!r}; expected one of {list(PREDICTION_SOURCES)}")
+
+
+def _insert_ignoring_duplicates(conn: sa.Connection):
+    """INSERT that skips ids a concurrent writer stored first."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        return predictions.insert()
+    return insert(predictions).on_conflict_do_nothing(index_elements=["prediction_id"])
+
+
+def validate_feedback(data: FeedbackIn | Mapping[str, Any]) -> FeedbackIn:
+    """The feedback as a FeedbackIn, or a FeedbackError naming every invalid field."""
+    if isinstance(data, FeedbackIn):
+        return data
+    try:
+        return FeedbackIn.model_validate(dict(data))
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'feedback'}: {e['msg']}" for e in error.errors())
+        raise FeedbackError(f"invalid feedback: {problems}") from None
+
+
+class FeedbackStore(_Store):
+    """Feedback about stored predictions: validated on the way in, summarized for the sensors."""
+
+    def add(self, prediction_id: str, data: FeedbackIn | Mapping[str, Any], *, received_at: datetime | None = None) -> int:
+        """Store one feedback record; returns its id. Raises FeedbackError (storing nothing) on invalid feedback."""
+        fb = validate_feedback(data)
+        with self._write() as conn:
+            pred = conn.execute(sa.select(predictions.c.fleet, predictions.c.predicted_component, predictions.c.probabilities)
+                                .where(predictions.c.prediction_id == prediction_id)).first()
+            if pred is None:
+                raise UnknownPredictionError(f"unknown prediction id {prediction_id!r}")
+            components = sorted(pred.probabilities)
+            if fb.outcome_component is not None and fb.outcome_component not in components:
+                raise FeedbackError(f"outcome component {fb.outcome_component!r} is not a component of fleet {pred.fleet} "
+                                    f"({', '.join(components)})")
+            if fb.type == "false_positive" and pred.predicted_component == NO_ALERT:
+                raise FeedbackError(f"prediction {prediction_id} raised no alert, so it cannot be a false positive")
+            row = dict(prediction_id=prediction_id, created_at=utc_naive(received_at) if received_at else _now(), **fb.model_dump())
+            return int(conn.execute(feedback.insert().values(**row)).inserted_primary_key[0])
+
+    def _joined(self, fleet: str | None, since: datetime | None, until: datetime | None) -> sa.Select:
+        query = (sa.select(feedback, predictions.c.fleet, predictions.c.device_id, predictions.c.model_version,
+                           predictions.c.predicted_component)
+                 .join(predictions, predictions.c.prediction_id == feedback.c.prediction_id).order_by(feedback.c.id))
+        if fleet:
+            query = query.where(predictions.c.fleet == fleet)
+        if since is not None:
+            query = query.where(feedback.c.created_at >= utc_naive(since))
+        if until is not None:
+            query = query.where(feedback.c.created_at < utc_naive(until))
+        return query
+
+    def list(self, fleet: str | None = None, limit: int | None = None, since: datetime | None = None,
+             until: datetime | None = None) -> list[FeedbackRecord]:
+        """Feedback records with their prediction's fleet, device and alert, oldest first (the last `limit`)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._joined(fleet, since, until)).mappings().all()
+        out = [FeedbackRecord(**row) for row in rows]
+        return out[-limit:] if limit else out
+
+    def frame(self, fleet: str, until: datetime | None = None) -> pd.DataFrame:
+        """Feedback of a fleet received before `until`, joined with its prediction (adds ts and model_name)."""
+        query = self._joined(fleet, None, until).add_columns(predictions.c.ts, predictions.c.model_name)
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(query).mappings().all(), columns=[c.name for c in query.selected_columns])
+
+    def feedback_since(self, fleet: str, since: datetime) -> FeedbackStats:
+        """Counts by type and the false-positive rate among alert predictions, for feedback received since `since`."""
+        return self._stats(fleet, feedback.c.created_at >= utc_naive(since))
+
+    def feedback_on_predictions_after(self, fleet: str, after: datetime) -> FeedbackStats:
+        """The same figures for feedback about predictions whose features are newer than `after` (data time)."""
+        return self._stats(fleet, predictions.c.ts > utc_naive(after))
+
+    def _stats(self, fleet: str, condition) -> FeedbackStats:
+        alert = predictions.c.predicted_component != NO_ALERT
+        query = (sa.select(feedback.c.type, sa.func.count().label("n"), sa.func.count().filter(alert).label("alerts"))
+                 .join(predictions, predictions.c.prediction_id == feedback.c.prediction_id)
+                 .where(predictions.c.fleet == fleet, condition).group_by(feedback.c.type))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        by_type = {t: 0 for t in FEEDBACK_TYPES} | {r.type: int(r.n) for r in rows}
+        on_alerts = {r.type: int(r.alerts) for r in rows}
+        fp, correct = on_alerts.get("false_positive", 0), on_alerts.get("correct", 0)
+        return FeedbackStats(count=sum(by_type.values()), by_type=by_type, alert_feedback=fp + correct,
+                             false_positive_rate=fp / (fp + correct) if fp + correct else None)
