@@ -1,0 +1,138 @@
+"""Dagster wiring of the telemetry data-quality checks: partitioned asset checks and the data_quality[day] asset."""
+
+import warnings
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+
+# Not exported by dagster: the pointer that makes a check evaluation current for its partition.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
+
+from iot_mlops.lake.resource import LakeResource
+from iot_mlops.monitoring.quality import CHECKS, ERROR, OK, TABLE, WARN, QualityResult, check_partition, worst, write_quality
+from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.profiles import FleetProfile
+
+
+def check_descriptions(profile: FleetProfile) -> dict[str, str]:
+    spec = profile.monitoring.quality
+    band = lambda s: f"WARN above {s.warn:g}, ERROR above {s.error:g}"  # noqa: E731
+    return {
+        "stuck_sensors": f"Share of (device, sensor) pairs repeating one value for {spec.stuck_window} or longer ({band(spec.stuck_share)}).",
+        "dropouts": f"Share of expected {profile.sampling_interval} samples without a valid row, over reporting devices ({band(spec.dropout_share)}).",
+        "out_of_range_share": f"Share of rows read quarantined for a sensor outside its profile range ({band(spec.out_of_range_share)}).",
+        "spike_rate": (
+            f"Share of rows where a sensor jumps beyond {spec.spike_zscore:g} std of its steps and comes back at the next "
+            f"sample ({band(spec.spike_rate)})."
+        ),
+        "quarantine_share": f"Share of rows read quarantined for any reason ({band(spec.quarantine_share)}).",
+    }
+
+
+def check_metadata(result: QualityResult) -> dict[str, object]:
+    return {
+        "value": dg.MetadataValue.float(result.value),
+        "severity": result.severity,
+        "threshold_warn": dg.MetadataValue.float(result.threshold_warn),
+        "threshold_error": dg.MetadataValue.float(result.threshold_error),
+        "details": dg.MetadataValue.json(result.details),
+    }
+
+
+def evaluation(result: QualityResult, key: dg.AssetKey, day: date, instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation:
+    """The check's result for one partition, pointing at that partition's latest materialization.
+
+    An AssetCheckResult cannot name its partition, and a range run covers several days.
+    """
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day.isoformat()]), limit=1).records
+    target = (
+        AssetCheckEvaluationTargetMaterializationData(storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp)
+        if records
+        else None
+    )
+    return dg.AssetCheckEvaluation(
+        asset_key=key,
+        check_name=result.check,
+        passed=result.passed,
+        severity=dg.AssetCheckSeverity.ERROR if result.severity == ERROR else dg.AssetCheckSeverity.WARN,
+        metadata=check_metadata(result),
+        description=f"{result.check} = {result.value:.4%} on {day}: {result.severity}",
+        target_materialization_data=target,
+        partition=day.isoformat(),
+    )
+
+
+def results_table(per_day: dict[date, list[QualityResult]]) -> str:
+    lines = ["| day | check | value | severity | warn | error |", "|---|---|---|---|---|---|"]
+    for day, results in per_day.items():
+        lines += [f"| {day} | {r.check} | {r.value:.4%} | {r.severity} | {r.threshold_warn:g} | {r.threshold_error:g} |" for r in results]
+    return "\n".join(lines)
+
+
+def quality_metadata(per_day: dict[date, list[QualityResult]], lake_path: Path) -> dict[str, object]:
+    """Counts by severity and a table; each check's value as a number when the run is one day (plots)."""
+    flat = [r for results in per_day.values() for r in results]
+    metadata: dict[str, object] = {
+        "checks_ok": sum(r.severity == OK for r in flat),
+        "checks_warn": sum(r.severity == WARN for r in flat),
+        "checks_error": sum(r.severity == ERROR for r in flat),
+        "worst_severity": worst([r.severity for r in flat]),
+        "results": dg.MetadataValue.md(results_table(per_day)),
+        "per_day": dg.MetadataValue.json({str(d): {r.check: [r.value, r.severity] for r in rs} for d, rs in per_day.items()}),
+        "lake_path": dg.MetadataValue.path(str(lake_path)),
+    }
+    if len(per_day) == 1:  # a range run attaches the same metadata to every partition
+        (results,) = per_day.values()
+        metadata["dagster/row_count"] = len(results)
+        metadata.update({r.check: dg.MetadataValue.float(r.value) for r in results})
+    return metadata
+
+
+def quality_assets(profile: FleetProfile, profile_dir: Path) -> list:
+    """The five data-quality checks on `<fleet>/telemetry` partitions and the `<fleet>/data_quality` asset."""
+    fleet = profile.name
+    partitions = daily_partitions(profile, profile_dir)
+    telemetry_key, key = dg.AssetKey([fleet, "telemetry"]), dg.AssetKey([fleet, TABLE])
+    descriptions = check_descriptions(profile)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned asset checks are a preview in Dagster 1.13
+        specs = [dg.AssetCheckSpec(name, asset=telemetry_key, description=descriptions[name], partitions_def=partitions) for name in CHECKS]
+
+    @dg.multi_asset_check(
+        specs=specs,
+        name=f"{fleet}_telemetry_quality",
+        can_subset=True,
+        description="Data-quality checks of each telemetry day of the run, in two DuckDB passes over the day.",
+    )
+    def telemetry_quality(context: dg.AssetCheckExecutionContext, lake: LakeResource):
+        selected = {k.name for k in context.selected_asset_check_keys}
+        for day in partition_days(context):
+            with lake.connect() as con:
+                results = check_partition(con, lake.lake(), profile, day)
+            for result in results:
+                if result.check in selected:
+                    yield evaluation(result, telemetry_key, day, context.instance)
+
+    @dg.asset(
+        key=key,
+        description=(
+            "One row per telemetry data-quality check and day (stuck sensors, dropouts, out-of-range share, spike rate, "
+            "quarantine share): value, WARN/ERROR/OK severity, thresholds and the worst offenders as JSON."
+        ),
+        group_name=fleet,
+        owners=profile.owners,
+        kinds={"duckdb", "parquet"},
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[telemetry_key, dg.AssetKey([fleet, "devices"])],
+    )
+    def data_quality(context: dg.AssetExecutionContext, lake: LakeResource):
+        store, per_day = lake.lake(), {}
+        with lake.connect() as con:
+            for day in partition_days(context):
+                per_day[day] = check_partition(con, store, profile, day)
+                write_quality(con, store, fleet, day, per_day[day])
+        return dg.MaterializeResult(metadata=quality_metadata(per_day, store.table_dir(fleet, TABLE)))
+
+    return [data_quality, telemetry_quality]
