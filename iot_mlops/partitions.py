@@ -20,8 +20,11 @@ def last_source_day(profile: FleetProfile, folder: Path) -> date | None:
     """The last day the fleet's telemetry covers, or None when the source cannot be read."""
     spec = profile.source.telemetry
     if spec.is_daily:
-        dated = re.compile(re.escape(spec.path).replace(re.escape("{date}"), r"(\d{4}-\d{2}-\d{2})"))
-        matches = (dated.fullmatch(p.relative_to(folder).as_posix()) for p in folder.glob(spec.path.format(date="*")))
+        # The day is in the path before any file name, so MQTT parts beside a day's file count too.
+        dated = re.compile(re.escape(spec.path.split("{date}")[0]) + r"(\d{4}-\d{2}-\d{2})")
+        pattern = Path(spec.path.format(date="*"))
+        files = [*folder.glob(str(pattern)), *folder.glob(str(pattern.with_name(f"{pattern.stem}.part-*{pattern.suffix}")))]
+        matches = (dated.match(p.relative_to(folder).as_posix()) for p in files)
         return max((d for d in (_iso_day(m.group(1)) for m in matches if m) if d), default=None)
     file = folder / spec.path
     if not file.is_file():

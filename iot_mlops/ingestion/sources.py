@@ -1,7 +1,9 @@
-"""Open source tables (Parquet or CSV, one file or one file per day) as DuckDB relations."""
+"""Open source tables (Parquet or CSV, one file or one file per day, plus streamed parts) as DuckDB relations."""
 
 from __future__ import annotations
 
+import glob
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -34,15 +36,47 @@ class SourceFile:
         raise SourceError(f"{self.path}: unsupported file type {suffix!r} (use .parquet or .csv)")
 
 
+# A streaming writer appends a day's rows as parts beside the day's file: `<stem>.part-<first>-<last>.parquet`.
+PART = re.compile(r"\.part-(\d+)-(\d+)\.parquet$")
+
+
+def part_range(path: Path) -> tuple[int, int]:
+    """The (first, last) sequence numbers a part covers; a merged part covers several."""
+    match = PART.search(path.name)
+    if not match:
+        raise ValueError(f"{path}: not a landing part file")
+    return int(match.group(1)), int(match.group(2))
+
+
+def landing_parts(day_file: Path, live: bool = True) -> list[Path]:
+    """Part files of a day's file, by sequence; `live` drops parts a merged part already covers."""
+    pattern = glob.escape(str(day_file.parent / day_file.stem)) + ".part-*.parquet"
+    ranges = {Path(p): part_range(Path(p)) for p in glob.glob(pattern) if PART.search(p)}
+    if live:
+        # A merge writes its part before removing the ones it covers; readers skip those meanwhile.
+        ranges = {p: r for p, r in ranges.items() if not any(o != r and o[0] <= r[0] and r[1] <= o[1] for o in ranges.values())}
+    return sorted(ranges, key=ranges.__getitem__)
+
+
+def day_files(folder: Path, spec: TableSpec, day: date) -> list[Path]:
+    """A daily table's files for one day: its file (if any), then its parts."""
+    main = folder / spec.path.format(date=day.isoformat())
+    return ([main] if main.is_file() else []) + landing_parts(main)
+
+
 def source_files(folder: Path, spec: TableSpec, days: list[date]) -> list[SourceFile]:
-    """The files holding these days: one per day for `{date}` paths, else the single table file."""
-    if spec.is_daily:
-        files = [SourceFile(folder / spec.path.format(date=d.isoformat()), d) for d in days]
-    else:
-        files = [SourceFile(folder / spec.path, None)]
-    for file in files:
+    """The files holding these days: per day its file and parts for `{date}` paths, else the single table file."""
+    if not spec.is_daily:
+        file = SourceFile(folder / spec.path, None)
         if not file.path.is_file():
             raise SourceError(f"{file.path}: source file not found")
+        return [file]
+    files = []
+    for day in days:
+        found = day_files(folder, spec, day)
+        if not found:
+            raise SourceError(f"{folder / spec.path.format(date=day.isoformat())}: source file not found")
+        files += [SourceFile(path, day) for path in found]
     return files
 
 

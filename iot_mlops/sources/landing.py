@@ -27,10 +27,12 @@ def ensure_devices(profile: FleetProfile, folder: Path) -> None:
 
 def ensure_days(profile: FleetProfile, folder: Path, days: list[date]) -> list[date]:
     """Simulate the days whose landing telemetry is missing; returns the days simulated."""
+    from iot_mlops.ingestion.sources import day_files  # ingestion imports this module
+
     if profile.source.kind != "simulator":
         return []
     tables = [profile.source.telemetry, *profile.source.events]
-    missing = [d for d in days if not all((folder / t.path.format(date=d.isoformat())).is_file() for t in tables)]
+    missing = [d for d in days if not all(day_files(folder, t, d) for t in tables)]
     if missing:
         simulator = simulator_for(profile)
         for day in missing:
