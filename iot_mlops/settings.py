@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     store_url: str | None = None  # operational store (SQLAlchemy URL); SQLite under data/ by default
     mlflow_tracking_uri: str | None = None  # SQLite under data/mlflow by default
     mlflow_artifacts_dir: Path | None = None
+    mlflow_ui_url: str = "http://127.0.0.1:5000"  # where `mlflow ui` serves; metadata links to run pages there
 
     @property
     def lake(self) -> Path:

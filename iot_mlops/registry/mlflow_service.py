@@ -83,6 +83,12 @@ def trusted_types_for(model: Any) -> list[str]:
     return _check_trusted(needed, f"{type(model).__name__} model")
 
 
+def run_page_url(ui_url: str, experiment_id: str, run_id: str, artifact: str | None = None) -> str:
+    """The MLflow UI page of a run, opened on one of its artifacts when given."""
+    page = f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{page}/artifactPath/{artifact}" if artifact else page
+
+
 def psycopg2_url(url: str) -> str:
     """SQLAlchemy 2.1 maps bare `postgresql://` to psycopg 3; this project ships psycopg2."""
     return "postgresql+psycopg2://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
@@ -163,6 +169,21 @@ class ModelRegistry:
             raise
         self.client.set_terminated(run_id)
         return ModelVersionInfo(model_name, version, run_id, f"models:/{model_name}/{version}")
+
+    def log_report(self, experiment: str, run_name: str, report: Path, *, artifact_dir: str | None = None,
+                   metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None) -> tuple[str, str]:
+        """Log a report file (e.g. an HTML drift report) as the artifact of a new run; (experiment_id, run_id)."""
+        experiment_id = self._experiment(experiment)
+        run_id = self.client.create_run(experiment_id, run_name=run_name,
+                                        tags={k: str(v) for k, v in (tags or {}).items()}).info.run_id
+        try:
+            self._log_run_data(run_id, {}, metrics or {}, {}, {})
+            self.client.log_artifact(run_id, str(report), artifact_dir)
+        except BaseException:
+            self.client.set_terminated(run_id, status="FAILED")
+            raise
+        self.client.set_terminated(run_id)
+        return experiment_id, run_id
 
     def _experiment(self, fleet: str) -> str:
         experiment = self.client.get_experiment_by_name(fleet)

@@ -8,6 +8,7 @@ import pandas as pd
 from pydantic import Field
 
 from iot_mlops.lake.resource import LakeResource
+from iot_mlops.monitoring.reference import write_reference_profile
 from iot_mlops.partitions import daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.resource import RegistryResource
@@ -88,6 +89,7 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
     def training_dataset(context: dg.AssetExecutionContext, config: TrainingDatasetConfig, lake: LakeResource):
         with lake.connect() as con:
             report = build_dataset(con, lake.lake(), profile, config.split, config.window_days)
+            reference = write_reference_profile(con, lake.lake(), profile, report)
         b = report.boundaries
         return dg.MaterializeResult(metadata={
             "dagster/row_count": sum(report.rows.values()), "rows_by_split": dg.MetadataValue.json(report.rows),
@@ -96,6 +98,8 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
             "boundaries": dg.MetadataValue.json({"train_end": str(b.train_end), "validation": f"{b.val_start} .. {b.val_end}",
                                                  "test_start": str(b.test_start)}),
             "path": dg.MetadataValue.path(str(report.path)),
+            "reference_profile": dg.MetadataValue.path(str(reference.path)),
+            "reference_features": len(reference.features),
         })
 
     @dg.asset(

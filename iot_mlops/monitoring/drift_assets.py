@@ -1,0 +1,169 @@
+"""Dagster asset `<fleet>/drift_report[day]`: each day's features against the training reference profile."""
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+from pydantic import Field
+
+from iot_mlops.lake import Lake
+from iot_mlops.lake.resource import LakeResource
+from iot_mlops.monitoring.drift import (
+    TABLE,
+    DriftResult,
+    compute_drift,
+    day_relation,
+    write_drift_report,
+)
+from iot_mlops.monitoring.evidently_report import (
+    REPORT_FILE,
+    EvidentlyResult,
+    day_sample,
+    run_evidently,
+    save_report,
+)
+from iot_mlops.monitoring.reference import (
+    ReferenceProfile,
+    load_reference_profile,
+    load_reference_sample,
+)
+from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.profiles import FleetProfile
+from iot_mlops.registry.mlflow_service import ModelRegistry, run_page_url
+from iot_mlops.registry.resource import RegistryResource
+from iot_mlops.settings import get_settings
+
+TOP = 10  # drifted features listed in the materialization metadata
+
+
+class DriftReportConfig(dg.Config):
+    evidently: bool = Field(True, description="Also write Evidently's HTML report beside each day and log it to "
+                                              "MLflow (seconds per day; turn off for long backfills).")
+
+
+@dataclass
+class DayReport:
+    day: date
+    result: DriftResult
+    table: pd.DataFrame
+    path: Path
+    evidently: EvidentlyResult | None = None
+    html: Path | None = None
+    url: str | None = None
+
+
+def experiment_name(fleet: str) -> str:
+    return f"{fleet}_drift"
+
+
+def report_day(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, day: date, reference: ReferenceProfile,
+               sample: pd.DataFrame, registry: ModelRegistry | None = None, ui_url: str = "") -> DayReport:
+    """Drift of one day: the fast path's table, and (with a registry) Evidently's report logged to MLflow."""
+    fleet, spec = profile.name, profile.monitoring.drift
+    relation = day_relation(lake, fleet, day)
+    result = compute_drift(con, relation, reference, sample, spec, what=f"{fleet}/features {day}")
+    table = result.frame()
+    table["evidently_method"] = pd.Series(pd.NA, index=table.index, dtype="string")
+    table["evidently_score"] = pd.Series(float("nan"), index=table.index, dtype="float64")
+    table["evidently_drifted"] = pd.Series(pd.NA, index=table.index, dtype="boolean")
+    report = DayReport(day=day, result=result, table=table, path=lake.partition_file(fleet, TABLE, day))
+    if registry is not None:
+        evidently = run_evidently(day_sample(con, relation, reference, spec.evidently_rows), sample, reference, spec)
+        table["evidently_method"] = table["feature"].map(evidently.methods).astype("string")
+        table["evidently_score"] = table["feature"].map(evidently.scores).astype("float64")
+        table["evidently_drifted"] = table["feature"].map(evidently.verdicts).astype("boolean")
+        # The HTML goes first: a written partition always has its report beside it.
+        html = save_report(evidently, report.path.with_name(REPORT_FILE))
+        experiment_id, run_id = registry.log_report(
+            experiment_name(fleet), f"drift_report {day}", html, artifact_dir="evidently",
+            metrics={"drift_share": result.share, "drifted_features": len(result.drifted),
+                     "dataset_drift": float(result.dataset_drift), "evidently_agreement": agreement(table)},
+            tags={"fleet": fleet, "day": day.isoformat(), "reference_dataset": reference.dataset_fingerprint},
+        )
+        report.evidently, report.html = evidently, html
+        report.url = run_page_url(ui_url, experiment_id, run_id, f"evidently/{REPORT_FILE}")
+    write_drift_report(con, lake, fleet, day, table)
+    if registry is None:  # an older run's report would describe other data
+        report.path.with_name(REPORT_FILE).unlink(missing_ok=True)
+    return report
+
+
+def agreement(table: pd.DataFrame) -> float:
+    """Share of the features Evidently compared on which its verdict equals ours (NaN when it compared none)."""
+    compared = table[table["evidently_drifted"].notna()]
+    if compared.empty:
+        return float("nan")
+    return float((compared["evidently_drifted"].astype(bool) == compared["drifted"]).mean())
+
+
+def top_drifted(result: DriftResult, limit: int = TOP) -> str:
+    """Markdown table of the most drifted features (PSI over its threshold, or the smallest p-values)."""
+    def strength(f) -> float:  # >= 1 for a drifted feature, on one scale for PSI and p-values
+        if f.method == "psi":
+            return f.statistic / f.threshold
+        return math.inf if not f.p_value else math.log(f.p_value) / math.log(f.threshold)
+
+    drifted = sorted((f for f in result.tested if f.drifted), key=strength, reverse=True)[:limit]
+    if not drifted:
+        return "No feature drifted."
+    fmt = lambda v: "-" if v is None else f"{v:.4g}"
+    lines = ["| feature | method | statistic | p-value | threshold |", "|---|---|---|---|---|"]
+    lines += [f"| {f.feature} | {f.method} | {fmt(f.statistic)} | {fmt(f.p_value)} | {f.threshold:g} |" for f in drifted]
+    return "\n".join(lines)
+
+
+def day_metadata(report: DayReport, reference: ReferenceProfile) -> dict:
+    result = report.result
+    metadata = {
+        "drift_share": dg.MetadataValue.float(float(result.share)),
+        "drifted_features": len(result.drifted),
+        "tested_features": len(result.tested),
+        "dataset_drift": dg.MetadataValue.bool(result.dataset_drift),
+        "top_drifted": dg.MetadataValue.md(top_drifted(result)),
+        "rows": result.rows,
+        "dagster/row_count": len(report.table),
+        "path": dg.MetadataValue.path(str(report.path)),
+        "reference_dataset": reference.dataset_fingerprint,
+    }
+    if report.url and report.html:
+        metadata["evidently_report"] = dg.MetadataValue.url(report.url)
+        metadata["evidently_html"] = dg.MetadataValue.path(str(report.html))
+        metadata["evidently_agreement"] = dg.MetadataValue.float(agreement(report.table))
+    return metadata
+
+
+def drift_assets(profile: FleetProfile, profile_dir: Path) -> list:
+    """The drift_report asset of one fleet."""
+    fleet, spec = profile.name, profile.monitoring.drift
+    key = dg.AssetKey([fleet, "drift_report"])
+
+    @dg.asset(
+        key=key, kinds={"duckdb", "parquet", "evidently"}, group_name=fleet, owners=profile.owners,
+        partitions_def=daily_partitions(profile, profile_dir), backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[dg.AssetKey([fleet, "features"]), dg.AssetKey([fleet, "training_dataset"])],
+        description=(
+            f"Each feature of the day against the training reference profile: PSI on the reference's {spec.bins} quantile "
+            f"bins (>= {spec.psi_threshold}), chi-square for categories and KS for {spec.ks_features or 'no features'} "
+            f"(p < {spec.p_value}); dataset drift at a drifted share >= {spec.dataset_drift_share}. "
+            "Evidently's DataDriftPreset HTML report on a bounded sample sits beside each day and in MLflow."
+        ),
+    )
+    def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, lake: LakeResource,
+                     registry: RegistryResource):
+        store = lake.lake()
+        reference = load_reference_profile(store, fleet)
+        sample = load_reference_sample(reference)
+        mlflow = registry.registry() if config.evidently else None
+        ui_url = get_settings().mlflow_ui_url
+        with lake.connect() as con:
+            for day in partition_days(context):
+                report = report_day(con, store, profile, day, reference, sample, mlflow, ui_url)
+                # Per partition, so a range run still plots each day's drift share.
+                context.add_asset_metadata(day_metadata(report, reference), partition_key=day.isoformat())
+        return dg.MaterializeResult()
+
+    return [drift_report]
