@@ -11,6 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from iot_mlops.automation.cli import decisions, retrain
+from iot_mlops.ingestion.cli import ingest_app
+from iot_mlops.monitoring.cli import feedback_app
 from iot_mlops.registry.cli import models_app
 
 app = typer.Typer(help="Predictive-maintenance ML lifecycle for IoT fleets, on Dagster.", no_args_is_help=True)
@@ -19,6 +22,10 @@ features_app = typer.Typer(help="Online features.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
+app.add_typer(feedback_app, name="feedback")
+app.add_typer(ingest_app, name="ingest")
+app.command()(decisions)
+app.command()(retrain)
 
 
 def _dagster_home() -> None:
@@ -33,16 +40,20 @@ def _dagster_home() -> None:
 
 @app.command()
 def demo(
-    devices: Annotated[int, typer.Option(min=1, help="Simulated devices.")] = 200,
-    days: Annotated[int, typer.Option(min=1, help="Days to simulate, ending yesterday (UTC).")] = 21,
+    devices: Annotated[int, typer.Option(min=1, help="Simulated devices.")] = 300,
+    days: Annotated[int, typer.Option(min=1, help="Days to simulate at least, ending yesterday (UTC); more if a "
+                                                  "component would not fail often enough for the first training.")] = 28,
     end: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="Last day (default yesterday).")] = None,
+    nights: Annotated[int, typer.Option(min=1, help="Last days replayed night by night (schedule, feedback, sensors).")] = 5,
+    drift_days: Annotated[int, typer.Option(min=1, help="Last days with drift: a batch of new-model heaters joins the fleet.")] = 3,
 ) -> None:
-    """Simulate a water-heater fleet, then ingest, featurize, label, train, gate and score it."""
+    """Simulate a water-heater fleet and run the whole loop: history, first model, nights with drift, retraining."""
     _dagster_home()
     warnings.filterwarnings("ignore")
     from iot_mlops.demo import format_summary, run_demo
 
-    summary = run_demo(devices=devices, days=days, end=end.date() if end else None, echo=typer.echo)
+    summary = run_demo(devices=devices, days=days, end=end.date() if end else None, nights=nights, drift_days=drift_days,
+                       echo=typer.echo)
     typer.echo(format_summary(summary))
 
 
@@ -52,15 +63,29 @@ def simulate(
     days: Annotated[int, typer.Option(min=1)] = 1,
     devices: Annotated[Optional[int], typer.Option(min=1, help="Override the profile's fleet size.")] = None,
     fleet: str = "water_heaters",
+    to: Annotated[str, typer.Option(help="'files' (landing files) or 'mqtt' (publish readings to the broker).")] = "files",
+    host: Annotated[str, typer.Option(help="MQTT broker host (with --to mqtt).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="MQTT broker port (with --to mqtt).")] = 1883,
 ) -> None:
-    """Write a simulated fleet's daily landing files, as its gateways would."""
+    """Write a simulated fleet's daily landing files, or publish its telemetry over MQTT, as its gateways would."""
     from iot_mlops.demo import simulate as write_days
+    from iot_mlops.demo import simulated
     from iot_mlops.profiles import load_profiles
     from iot_mlops.settings import get_settings
 
     profile = load_profiles(get_settings().profiles_dir)[fleet]
     size = devices or profile.source.simulator.devices
-    write_days(profile, size, [start.date() + timedelta(days=i) for i in range(days)], typer.echo)
+    day_list = [start.date() + timedelta(days=i) for i in range(days)]
+    if to == "mqtt":
+        from iot_mlops.sources.mqtt_publish import publish_simulated
+
+        published = publish_simulated(profile, day_list, size, host, port)
+        typer.echo(f"published {published:,} readings to fleets/{fleet}/+/telemetry at {host}:{port}")
+    elif to == "files":
+        write_days(simulated(profile, size), day_list, typer.echo)
+    else:
+        typer.echo(f"error: --to must be 'files' or 'mqtt', not {to!r}", err=True)
+        raise typer.Exit(2)
 
 
 @app.command()

@@ -1,4 +1,9 @@
-"""The main job on embedded defaults: simulate a water-heater fleet and run its pipeline."""
+"""The main job on embedded defaults: a simulated water-heater fleet through the whole closed loop.
+
+History is ingested, featurized and labelled in range runs and the first models are trained and gated; then
+the last nights are replayed as the daemon would run them (nightly schedule, feedback, sensor ticks), with a
+drift scenario switched on, so the drift sensor fires once, retrains, and the gate decides.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,25 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
+from iot_mlops.automation.replay import QUIET, Tick, run_night, tick_sensors
 from iot_mlops.definitions import build_definitions
-from iot_mlops.features.online import get_device_features
+from iot_mlops.demo_feedback import technician_feedback
 from iot_mlops.profiles import FleetProfile, load_profiles, source_folder
+from iot_mlops.profiles.schema import DriftScenarios
 from iot_mlops.settings import get_settings
 from iot_mlops.sources.landing import simulator_for
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+TRAIN_SHARE = 0.55  # below the train part of a time split (shares and gaps from the profile)
+
+
+@dataclass
+class Night:
+    day: date
+    success: bool
+    drift_share: float | None
+    alerts: int
+    feedback: int
+    ticks: list[Tick] = field(default_factory=list)
 
 
 @dataclass
@@ -23,16 +40,15 @@ class DemoSummary:
     fleet: str
     days: list[date]
     devices: int
+    drift_from: date
     telemetry_rows: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
-    event_rows: int = 0
     feature_rows: int = 0
     feature_count: int = 0
-    devices_online: int = 0
     model: str = ""
     test_macro_f1: float = float("nan")
     gate: str = ""
-    alerts: int = 0
+    nights: list[Night] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
 
 
@@ -45,16 +61,40 @@ def demo_days(profile: FleetProfile, days: int, end: date | None) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def simulate(profile: FleetProfile, devices: int, days: list[date], echo: Callable[[str], None]) -> None:
+def enough_history(profile: FleetProfile, window: list[date], nights: int, min_failures: int = 2,
+                   max_days: int = 120) -> list[date]:
+    """Extend the window back until every component fails `min_failures` times in the first training's train part."""
+    schedule = simulator_for(profile).failure_schedule()
+    failures = schedule.loc[~schedule["averted"]]
+    days = failures["failure_time"].dt.date
+    while True:
+        history = window[:-nights]
+        train_end = history[0] + timedelta(days=int(len(history) * TRAIN_SHARE))
+        train = failures[(days >= history[0]) & (days < train_end)]["component"].value_counts()
+        if all(train.get(c, 0) >= min_failures for c in profile.components) or len(window) >= max_days:
+            return window
+        start = max(profile.partitions.start, window[0] - timedelta(days=7))
+        if start == window[0]:
+            return window
+        window = [start + timedelta(days=i) for i in range((window[-1] - start).days + 1)]
+
+
+def simulated(profile: FleetProfile, devices: int, drift_from: date | None = None) -> FleetProfile:
+    """The profile with the demo's fleet size and, from `drift_from`, a batch of new-model heaters half the fleet's size."""
+    drift = (DriftScenarios(new_model_batch_from=drift_from, new_model_batch_size=devices // 2) if drift_from
+             else profile.source.simulator.drift)
+    spec = profile.source.simulator.model_copy(update={"devices": devices, "drift": drift})
+    return profile.model_copy(update={"source": profile.source.model_copy(update={"simulator": spec})})
+
+
+def simulate(profile: FleetProfile, days: list[date], echo: Callable[[str], None]) -> None:
     """Write the fleet's landing files for these days, as its gateways would."""
-    spec = profile.source.simulator.model_copy(update={"devices": devices})
-    fleet = profile.model_copy(update={"source": profile.source.model_copy(update={"simulator": spec})})
-    simulator = simulator_for(fleet)
+    simulator = simulator_for(profile)
     folder = source_folder(profile, get_settings().profiles_dir, get_settings().landing)
     for day in days:
         started = time.perf_counter()
         simulator.write_landing(day, folder)
-        echo(f"  simulated {day}: {devices} devices ({time.perf_counter() - started:.1f}s)")
+        echo(f"  simulated {day}: {profile.source.simulator.devices} devices ({time.perf_counter() - started:.1f}s)")
 
 
 def _metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
@@ -64,87 +104,115 @@ def _metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
 
 def _run(job, instance, label: str, keys: list[dg.AssetKey], echo, tags=None, run_config=None) -> dg.ExecuteInProcessResult:
     started = time.perf_counter()
-    config = {**QUIET, **(run_config or {})}
-    result = job.execute_in_process(instance=instance, asset_selection=keys, tags=tags or {}, run_config=config)
+    result = job.execute_in_process(instance=instance, asset_selection=keys, tags=tags or {},
+                                    run_config={**QUIET, **(run_config or {})})
     if not result.success:
         raise RuntimeError(f"{label} failed; see run {result.run_id} in the Dagster UI")
     echo(f"{label}: done in {time.perf_counter() - started:.1f}s (run {result.run_id[:8]})")
     return result
 
 
-def run_demo(devices: int = 200, days: int = 21, end: date | None = None, fleet: str = "water_heaters",
-             echo: Callable[[str], None] = print) -> DemoSummary:
-    """Simulate, then ingest, featurize, label, train, gate and score through the fleet's Dagster jobs."""
+def training_config(fleet: str) -> dict:
+    """One hyperparameter candidate and two folds: the demo favours time over a search."""
+    return {"ops": {f"{fleet}__failure_model": {"config": {"search_iterations": 1, "search_folds": 2}}}}
+
+
+def run_demo(devices: int = 300, days: int = 28, end: date | None = None, fleet: str = "water_heaters", nights: int = 5,
+             drift_days: int = 3, echo: Callable[[str], None] = print) -> DemoSummary:
+    """Simulate with drift in the last `drift_days`, build history and first models, then replay the last `nights`."""
     settings = get_settings()
     profile = load_profiles(settings.profiles_dir)[fleet]
     if profile.source.kind != "simulator":
         raise ValueError(f"{fleet} is not a simulated fleet")
-    window = demo_days(profile, days, end)
-    summary = DemoSummary(fleet=fleet, days=window, devices=devices)
-    echo(f"[1/6] simulating {fleet}: {devices} devices x {len(window)} days ({window[0]}..{window[-1]})")
-    simulate(profile, devices, window, echo)
+    sim_profile = simulated(profile, devices, None)
+    window = enough_history(sim_profile, demo_days(profile, days, end), nights)
+    if not 0 < drift_days <= nights < len(window) - 2:
+        raise ValueError(f"need 0 < drift_days ({drift_days}) <= nights ({nights}) < days - 2 ({len(window) - 2})")
+    history, replay, drift_from = window[:-nights], window[-nights:], window[-drift_days]
+    summary = DemoSummary(fleet=fleet, days=window, devices=devices, drift_from=drift_from)
+    echo(f"[1/5] simulating {fleet}: {devices} devices x {len(window)} days ({window[0]}..{window[-1]}); "
+         f"from {drift_from} a batch of {devices // 2} heaters of a new model joins the fleet (drift)")
+    sim_profile = simulated(profile, devices, drift_from)
+    simulate(sim_profile, window, echo)
 
     defs = build_definitions()
     daily, training = defs.resolve_job_def(f"{fleet}_daily"), defs.resolve_job_def(f"{fleet}_training")
     instance = dg.DagsterInstance.get()
     key = lambda name: dg.AssetKey([fleet, name])  # noqa: E731
-    span = {"dagster/asset_partition_range_start": str(window[0]), "dagster/asset_partition_range_end": str(window[-1])}
+    span = {"dagster/asset_partition_range_start": str(history[0]), "dagster/asset_partition_range_end": str(history[-1])}
     results = {}
     for label, names, tags in [
-        ("[2/6] devices", ["devices"], None),
-        ("[3/6] telemetry and events", ["telemetry", "events"], span),
-        ("[4/6] features and labels", ["features", "labels"], span),
+        ("[2/5] history: devices, telemetry, events, data quality", ["devices", "telemetry", "events", "data_quality"], span),
+        ("[2/5] history: features and labels", ["features", "labels"], span),
     ]:
         result = _run(daily, instance, label, [key(n) for n in names], echo, tags)
         summary.run_ids.append(result.run_id)
         results.update({n: _metadata(result, key(n)) for n in names})
-    fast = {"ops": {f"{fleet}__failure_model": {"config": {"search_iterations": 1, "search_folds": 2}}}}
-    result = _run(training, instance, "[5/6] dataset, models, champion gate",
+    result = _run(training, instance, "[3/5] first training: dataset, models, champion gate",
                   [key(n) for n in ("training_dataset", "failure_model", "anomaly_model", "champion_gate")], echo,
-                  {"iot_mlops/trigger": "demo"}, fast)
+                  {"iot_mlops/trigger": "demo"}, training_config(fleet))
     summary.run_ids.append(result.run_id)
     results.update({n: _metadata(result, key(n)) for n in ("failure_model", "champion_gate")})
-    result = _run(daily, instance, "[6/6] predictions", [key("predictions")], echo, {"dagster/partition": str(window[-1])})
-    summary.run_ids.append(result.run_id)
-    results["predictions"] = _metadata(result, key("predictions"))
+    _summarize_history(summary, results)
 
-    telemetry, events, features = results["telemetry"], results["events"], results["features"]
+    echo(f"[4/5] replaying {len(replay)} nights (nightly schedule, technician feedback, sensor ticks)")
+    for day in replay:
+        started = time.perf_counter()
+        runs = run_night(defs, instance, fleet, day)
+        summary.run_ids.extend(r.run_id for r in runs)
+        metadata = {n: next((_metadata(r, key(n)) for r in runs if _metadata(r, key(n))), {}) for n in ("drift_report", "predictions")}
+        given = technician_feedback(sim_profile, day)
+        ticks = tick_sensors(defs, instance, fleet, training_config(fleet))
+        night = Night(day, all(r.success for r in runs), metadata["drift_report"].get("drift_share"),
+                      int(metadata["predictions"].get("alerts", 0)), given, ticks)
+        summary.nights.append(night)
+        echo(_night_line(night, time.perf_counter() - started))
+    return summary
+
+
+def _summarize_history(summary: DemoSummary, results: dict) -> None:
+    telemetry, features, model = results["telemetry"], results["features"], results["failure_model"]
     summary.telemetry_rows = int(telemetry.get("rows_valid", 0))
     summary.quarantined = dict(telemetry.get("quarantined_by_reason", {}))
-    summary.event_rows = int(events.get("rows_valid", 0))
     summary.feature_rows = sum(features.get("rows_per_day", {}).values())
     summary.feature_count = int(features.get("feature_count", 0))
-    summary.devices_online = int(features.get("devices_online", 0))
-    model = results["failure_model"]
     summary.model = f"{model.get('model')} v{model.get('version')}"
     summary.test_macro_f1 = float(model.get("test_macro_f1", float("nan")))
     gate = results["champion_gate"].get(model.get("model"), {})
     summary.gate = f"{'promoted' if gate.get('promoted') else 'kept champion'}: {gate.get('reason')}"
-    summary.alerts = int(results["predictions"].get("alerts", 0))
-    return summary
+
+
+def _night_line(night: Night, seconds: float) -> str:
+    share = "-" if night.drift_share is None else f"{night.drift_share:.2f}"
+    lines = [f"  night of {night.day}: {'ok' if night.success else 'FAILED'} in {seconds:.0f}s, drift share {share}, "
+             f"{night.alerts} alerts, {night.feedback} feedback records"]
+    for tick in night.ticks:
+        if tick.action == "requested":
+            outcome = "succeeded" if tick.run_success else "FAILED"
+            lines.append(f"    {tick.sensor}: RETRAINING run {tick.run_id[:8]} {outcome} ({tick.reason})")
+        elif "skipped:" in tick.reason:
+            lines.append(f"    {tick.sensor}: {tick.reason}")
+    return "\n".join(lines)
 
 
 def format_summary(summary: DemoSummary) -> str:
-    """What the demo did, and where to look next."""
+    """What the demo did, the decision log, and where to look next."""
+    from iot_mlops.automation.cli import format_decisions
+    from iot_mlops.registry.resource import RegistryResource
+
     quarantined = ", ".join(f"{k}={v}" for k, v in sorted(summary.quarantined.items())) or "none"
-    example = get_device_features(summary.fleet, "WH-1001")
-    example_line = f"  online features of WH-1001 at {example['ts']}" if example else ""
-    return "\n".join(
-        [
-            "",
-            f"Fleet {summary.fleet}: {summary.devices} devices, {summary.days[0]}..{summary.days[-1]}",
-            f"  telemetry rows valid:      {summary.telemetry_rows:,}",
-            f"  telemetry rows quarantined: {quarantined}",
-            f"  event rows:                {summary.event_rows:,}",
-            f"  feature rows:              {summary.feature_rows:,} ({summary.feature_count} features)",
-            f"  devices with online features: {summary.devices_online:,}",
-            example_line,
-            f"  model:                     {summary.model} (test macro F1 {summary.test_macro_f1:.3f})",
-            f"  champion gate:             {summary.gate}",
-            f"  alerts on {summary.days[-1]}:       {summary.alerts}",
-            f"  lake:                      {get_settings().lake}",
-            "",
-            "See it in the Dagster UI:  DAGSTER_HOME=$PWD dagster dev   then open http://127.0.0.1:3000",
-            f"See runs and the registry: mlflow ui --backend-store-uri {get_settings().tracking_uri}",
-        ]
-    )
+    decisions = RegistryResource.from_settings().decision_log().list(fleet=summary.fleet)
+    return "\n".join([
+        "",
+        f"Fleet {summary.fleet}: {summary.devices} devices, {summary.days[0]}..{summary.days[-1]}, drift from {summary.drift_from}",
+        f"  history telemetry rows:  {summary.telemetry_rows:,} valid; quarantined: {quarantined}",
+        f"  history feature rows:    {summary.feature_rows:,} ({summary.feature_count} features)",
+        f"  first model:             {summary.model} (test macro F1 {summary.test_macro_f1:.3f}); {summary.gate}",
+        f"  lake:                    {get_settings().lake}",
+        "",
+        "Decision log (iot-mlops decisions):",
+        format_decisions(decisions) if decisions else "  (empty)",
+        "",
+        "See it in the Dagster UI:  DAGSTER_HOME=$PWD dagster dev   then open http://127.0.0.1:3000",
+        f"See runs and the registry: mlflow ui --backend-store-uri {get_settings().tracking_uri}",
+    ])

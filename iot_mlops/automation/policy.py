@@ -80,18 +80,18 @@ def feedback_condition(count: int, false_positive_rate: float | None, policy: Re
                      f"over {count} feedback records since v{since_version}", key=f"feedback:v{since_version}", figures=figures)
 
 
-def performance_condition(day: date | None, recall: float | None, matured_positives: int, policy: RetrainingPolicy,
+def performance_condition(day: date | None, recall: float | None, matured_failures: int, policy: RetrainingPolicy,
                           version: str | None) -> Condition:
-    """Live recall of the champion over matured predictions below the floor."""
-    figures = {"day": str(day), "recall": recall, "floor": policy.recall_floor, "matured_positives": matured_positives,
-               "min_matured": policy.min_matured, "model_version": version}
-    if day is None or recall is None or matured_positives < policy.min_matured:
-        return Condition("performance_sensor", False, f"{matured_positives} of {policy.min_matured} matured failures to "
-                         "judge live recall", figures=figures)
+    """Live recall of the champion over matured predictions below the floor, once enough failures have matured."""
+    figures = {"day": str(day), "recall": recall, "floor": policy.recall_floor, "matured_failures": matured_failures,
+               "min_matured_failures": policy.min_matured_failures, "model_version": version}
+    if day is None or recall is None or recall != recall or matured_failures < policy.min_matured_failures:
+        return Condition("performance_sensor", False, f"{matured_failures} of {policy.min_matured_failures} matured failures "
+                         "to judge live recall", figures=figures)
     if recall >= policy.recall_floor:
         return Condition("performance_sensor", False, f"live recall {recall:.2f} at or above {policy.recall_floor}", figures=figures)
     return Condition("performance_sensor", True, f"live recall {recall:.2f} of v{version} below {policy.recall_floor} on "
-                     f"{day} ({matured_positives} matured failures)", key=f"performance:v{version}:{day}", figures=figures)
+                     f"{day} ({matured_failures} matured failures)", key=f"performance:v{version}:{day}", figures=figures)
 
 
 def quality_condition(history: list[tuple[date, str]], policy: RetrainingPolicy) -> Condition:

@@ -23,11 +23,12 @@ def monitoring_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Asset
     fleet = profile.name
     partitions = daily_partitions(profile, profile_dir)
     key = lambda name: dg.AssetKey([fleet, name])  # noqa: E731
-    # No single-run backfill policy: one run per day keeps each partition's headline metadata its own (plots).
+    # Single-run backfills like the other daily assets; a range run's headline metadata is its last day's.
+    single_run = dg.BackfillPolicy.single_run()
 
     @dg.asset(
         key=key(fbs.TABLE), group_name=fleet, owners=profile.owners, kinds={"duckdb", "parquet"}, partitions_def=partitions,
-        deps=[key("predictions"), key("features"), key("devices")],
+        backfill_policy=single_run, deps=[key("predictions"), key("features"), key("devices")],
         description=(
             "Feedback received on the day (and everything up to it): counts by type, mean rating, false-positive rate "
             "among alerts by device model and predicted component, devices with repeated false positives, and the "
@@ -59,7 +60,7 @@ def monitoring_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Asset
 
     @dg.asset(
         key=key(perf.TABLE), group_name=fleet, owners=profile.owners, kinds={"duckdb", "parquet"}, partitions_def=partitions,
-        deps=[key("predictions"), key("events")],
+        backfill_policy=single_run, deps=[key("predictions"), key("events")],
         description=(
             f"Live performance per model version over matured predictions only (horizon {profile.target.horizon} passed and "
             "covered by ingested events): row-level precision and recall per component and overall, event-level recall, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
+from fnmatch import fnmatch
 from pathlib import Path
 
 import duckdb
@@ -206,6 +207,8 @@ def write_reference_profile(con: duckdb.DuckDBPyConnection, lake: Lake, profile:
     relation = f"(SELECT * FROM read_parquet({sql_str(dataset.path)}) WHERE split = 'train')"
     names = [name for name, *_ in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
     features, categorical = feature_columns(pd.DataFrame(columns=names), profile)
+    ignored = profile.monitoring.drift.ignore
+    features = [f for f in features if not any(fnmatch(f, pattern) for pattern in ignored)]
     kinds = classify(con, relation, features, categorical)
     target = profile_path(lake, profile.name)
     reference = build_reference(con, relation, kinds, profile.monitoring.drift, target.with_name(SAMPLE_FILE),

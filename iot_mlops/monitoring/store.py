@@ -205,17 +205,17 @@ class PredictionLog(_Store):
                predicted_component: str, probabilities: Mapping[str, float], source: str = "api",
                shadow: Mapping[str, Any] | None = None, prediction_id: str | None = None) -> str:
         """Record one prediction (an online one by default); returns its id."""
-        _check_source(source)
-        if predicted_component != NO_ALERT and predicted_component not in probabilities:
-            raise ValueError(f"predicted component {predicted_component!r} is not one of {sorted(probabilities)}")
-        pid = prediction_id or str(uuid.uuid4())
-        row = dict(prediction_id=pid, fleet=fleet, device_id=str(device_id), ts=utc_naive(ts), model_name=model_name,
-                   model_version=str(model_version), predicted_component=predicted_component,
-                   probabilities={k: float(v) for k, v in probabilities.items()}, source=source, created_at=_now(),
-                   shadow=dict(shadow) if shadow is not None else None)
-        with self._write() as conn:
-            conn.execute(predictions.insert().values(**row))
-        return pid
+        return self.record_many([dict(fleet=fleet, device_id=device_id, ts=ts, model_name=model_name, model_version=model_version,
+                                      predicted_component=predicted_component, probabilities=probabilities, source=source,
+                                      shadow=shadow, prediction_id=prediction_id)])[0]
+
+    def record_many(self, records: list[Mapping[str, Any]]) -> list[str]:
+        """Record several predictions (each with `record`'s keyword arguments) in one transaction; returns their ids."""
+        rows = [_prediction_row(**r) for r in records]
+        if rows:
+            with self._write() as conn:
+                conn.execute(predictions.insert(), rows)
+        return [r["prediction_id"] for r in rows]
 
     def get(self, prediction_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -230,6 +230,18 @@ class PredictionLog(_Store):
             query = query.where(predictions.c.source == source)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+
+def _prediction_row(*, fleet: str, device_id: str, ts: datetime, model_name: str, model_version: str, predicted_component: str,
+                    probabilities: Mapping[str, float], source: str = "api", shadow: Mapping[str, Any] | None = None,
+                    prediction_id: str | None = None) -> dict[str, Any]:
+    _check_source(source)
+    if predicted_component != NO_ALERT and predicted_component not in probabilities:
+        raise ValueError(f"predicted component {predicted_component!r} is not one of {sorted(probabilities)}")
+    return dict(prediction_id=prediction_id or str(uuid.uuid4()), fleet=fleet, device_id=str(device_id), ts=utc_naive(ts),
+                model_name=model_name, model_version=str(model_version), predicted_component=predicted_component,
+                probabilities={k: float(v) for k, v in probabilities.items()}, source=source, created_at=_now(),
+                shadow=dict(shadow) if shadow is not None else None)
 
 
 def _check_source(source: str) -> None:

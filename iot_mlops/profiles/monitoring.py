@@ -33,6 +33,8 @@ class DriftSpec(_Strict):
     bins: int = Field(10, ge=2, le=100)  # quantile bins of the reference profile
     psi_threshold: float = Field(0.2, gt=0)  # numeric feature drifted at PSI >= this
     p_value: float = Field(0.05, gt=0, lt=1)  # chi-square / KS: drifted below this p-value
+    # Features left out of drift: e.g. time-since counters, which grow past any training window by construction.
+    ignore: list[str] = []  # fnmatch patterns
     ks_features: list[str] = []  # numeric features also tested with KS on the raw reference sample
     reference_sample: int = Field(5000, ge=100)  # raw reference rows kept for KS and the Evidently report
     dataset_drift_share: float = Field(0.5, gt=0, le=1)  # dataset drifted when this share of features is
@@ -43,6 +45,8 @@ class QualitySpec(_Strict):
     """IoT data-quality checks on each telemetry partition."""
 
     stuck_window: Duration = timedelta(hours=1)  # a sensor not changing this long is stuck
+    # A value resting at its sensor's min or max (no flow, element off) is a state, not a flat-line.
+    stuck_ignore_bounds: bool = True
     stuck_share: Severity = Severity(warn=0.02, error=0.10)  # share of (device, sensor) pairs stuck
     dropout_share: Severity = Severity(warn=0.05, error=0.20)  # share of expected samples missing
     out_of_range_share: Severity = Severity(warn=0.001, error=0.01)
@@ -60,7 +64,7 @@ class RetrainingPolicy(_Strict):
     false_positive_rate: float = Field(0.5, gt=0, le=1)
     min_feedback: int = Field(20, ge=1)  # feedback records since the last training
     recall_floor: float = Field(0.5, ge=0, le=1)  # live recall below this triggers
-    min_matured: int = Field(20, ge=1)  # matured positive outcomes needed to judge recall
+    min_matured_failures: int = Field(10, ge=1)  # matured failure events needed to judge live recall
     quality_error_days: int = Field(2, ge=1)  # consecutive days with ERROR data-quality checks
     cooldown: Duration = timedelta(hours=24)
     min_new_days: int = Field(1, ge=0)  # feature days since the last training

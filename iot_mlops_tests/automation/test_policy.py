@@ -14,7 +14,7 @@ from iot_mlops.registry.decisions import Decision
 
 POLICY = RetrainingPolicy(drift_share_high=0.3, drift_share_low=0.1, drift_consecutive_days=2, cooldown="24h",
                           max_per_day=2, min_new_days=1, quality_error_days=2, min_feedback=5, false_positive_rate=0.5,
-                          recall_floor=0.5, min_matured=3)
+                          recall_floor=0.5, min_matured_failures=3)
 D0 = date(2026, 3, 1)
 NOW = datetime(2026, 3, 10, 12, 0)
 

@@ -1,0 +1,105 @@
+"""Retraining sensors of one fleet: drift, feedback, live performance and data quality."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+
+import dagster as dg
+
+from iot_mlops.automation.policy import Condition, drift_condition, feedback_condition, performance_condition, quality_condition
+from iot_mlops.automation.retraining import evaluate, last_fired_day, retraining_job_name
+from iot_mlops.lake.resource import LakeResource
+from iot_mlops.monitoring.drift import drift_history
+from iot_mlops.monitoring.performance import performance_history
+from iot_mlops.monitoring.quality import quality_history
+from iot_mlops.monitoring.resource import StoreResource
+from iot_mlops.profiles import FleetProfile
+from iot_mlops.registry.mlflow_service import CHAMPION, ModelNotFound
+from iot_mlops.registry.resource import RegistryResource
+from iot_mlops.training.dataset import DatasetError, load_dataset_report
+from iot_mlops.training.runs import model_name
+
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+             dg.DagsterRunStatus.STARTED]
+INTERVAL = 60
+
+
+def running_retrainings(instance: dg.DagsterInstance, fleet: str) -> int:
+    return instance.get_runs_count(dg.RunsFilter(job_name=retraining_job_name(fleet), statuses=IN_FLIGHT))
+
+
+def sensor_result(context: dg.SensorEvaluationContext, profile: FleetProfile, condition: Condition,
+                  lake: LakeResource, registry: RegistryResource) -> dg.RunRequest | dg.SkipReason:
+    """Apply the retraining policy to a sensor's condition: a run request with a run_key, or the reason for none."""
+    outcome = evaluate(condition, profile, lake.lake(), registry.decision_log(),
+                       running=running_retrainings(context.instance, profile.name))
+    if outcome.verdict.action != "trigger":
+        return dg.SkipReason(outcome.verdict.reason)
+    context.log.info(f"{profile.name}: retraining triggered: {outcome.verdict.reason}")
+    return dg.RunRequest(run_key=outcome.verdict.run_key, tags=outcome.tags)
+
+
+def drift(profile: FleetProfile, lake: LakeResource, registry: RegistryResource, store: StoreResource) -> Condition:
+    history = [(day, share) for day, share, _ in drift_history(lake.lake(), profile.name)]
+    fired = last_fired_day(registry.decision_log(), profile.name, "drift_sensor")
+    return drift_condition(history, profile.monitoring.retraining, date.fromisoformat(fired) if fired else None)
+
+
+def feedback(profile: FleetProfile, lake: LakeResource, registry: RegistryResource, store: StoreResource) -> Condition:
+    """Feedback about predictions newer than the last training window: what the latest model has not learned from."""
+    name = model_name(profile, profile.target.prediction_type)
+    try:
+        latest = registry.registry().versions(name)[-1]
+        window_end = load_dataset_report(lake.lake(), profile.name).window[1]
+    except (ModelNotFound, DatasetError) as missing:
+        return Condition("feedback_sensor", False, f"nothing to judge yet: {missing}")
+    stats = store.feedback().feedback_on_predictions_after(profile.name, window_end)
+    return feedback_condition(stats.count, stats.false_positive_rate, profile.monitoring.retraining, latest.version)
+
+
+def performance(profile: FleetProfile, lake: LakeResource, registry: RegistryResource, store: StoreResource) -> Condition:
+    champion = registry.registry().alias_version(model_name(profile, profile.target.prediction_type), CHAMPION)
+    history = [(day, figures) for day, figures in performance_history(lake.lake(), profile.name)
+               if str(figures.get("model_version")) == str(champion)]
+    if not history:
+        return performance_condition(None, None, 0, profile.monitoring.retraining, champion)
+    day, figures = history[-1]
+    return performance_condition(day, figures.get("recall"), int(figures.get("failures") or 0),
+                                 profile.monitoring.retraining, champion)
+
+
+def quality(profile: FleetProfile, lake: LakeResource, registry: RegistryResource, store: StoreResource) -> Condition:
+    return quality_condition(quality_history(lake.lake(), profile.name), profile.monitoring.retraining)
+
+
+CONDITIONS: dict[str, tuple[Callable[..., Condition], str]] = {
+    "drift_sensor": (drift, "drift share at or above the high threshold on K consecutive partitions (with hysteresis)"),
+    "feedback_sensor": (feedback, "false-positive rate above the threshold with enough feedback since the last training"),
+    "performance_sensor": (performance, "live recall of the champion over matured predictions below the floor"),
+    "data_quality_sensor": (quality, "ERROR data-quality checks on consecutive days"),
+}
+
+
+def retraining_sensors(profile: FleetProfile) -> list[dg.SensorDefinition]:
+    """One sensor per condition; each asks for `<fleet>_retraining` under the profile's retraining policy."""
+    sensors = []
+    for sensor_name, (condition_of, what) in CONDITIONS.items():
+        sensors.append(_sensor(profile, sensor_name, condition_of, what))
+    return sensors
+
+
+def _sensor(profile: FleetProfile, sensor_name: str, condition_of: Callable[..., Condition], what: str) -> dg.SensorDefinition:
+    policy = profile.monitoring.retraining
+
+    @dg.sensor(
+        name=f"{profile.name}_{sensor_name}", job_name=retraining_job_name(profile.name), minimum_interval_seconds=INTERVAL,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=(f"Retrain {profile.name} when {what}. Cooldown {policy.cooldown}, at most {policy.max_per_day} per day, "
+                     f"at least {policy.min_new_days} new feature days; every decision goes to the decision log."),
+    )
+    def retraining_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, registry: RegistryResource,
+                          store: StoreResource):
+        return sensor_result(context, profile, condition_of(profile, lake, registry, store), lake, registry)
+
+    return retraining_sensor
