@@ -15,6 +15,7 @@ from iot_mlops.automation.cli import decisions, retrain
 from iot_mlops.ingestion.cli import ingest_app
 from iot_mlops.monitoring.cli import feedback_app
 from iot_mlops.registry.cli import models_app
+from iot_mlops.serving.cli import keys_app, serve
 
 app = typer.Typer(help="Predictive-maintenance ML lifecycle for IoT fleets, on Dagster.", no_args_is_help=True)
 profiles_app = typer.Typer(help="Fleet profiles.", no_args_is_help=True)
@@ -24,6 +25,8 @@ app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
 app.add_typer(feedback_app, name="feedback")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(keys_app, name="keys")
+app.command()(serve)
 app.command()(decisions)
 app.command()(retrain)
 

@@ -1,0 +1,1 @@
+"""The prediction service: FastAPI app, API keys, hot-swapped models, explanations."""

@@ -1,0 +1,226 @@
+"""Online predictions: resolve a device to its fleet and latest features, score with the champion (and the
+challenger in shadow), record every prediction in the operational store, and shape the responses."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from iot_mlops.features.online import TABLE as ONLINE_TABLE
+from iot_mlops.lake import Lake
+from iot_mlops.monitoring.store import NO_ALERT, PredictionLog
+from iot_mlops.profiles import FleetProfile
+from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION
+from iot_mlops.serving import schemas
+from iot_mlops.serving.models import ANOMALY, Loaded, ModelCache, ModelSpec
+from iot_mlops.serving.scoring import ANOMALOUS, Scored
+
+
+class ServingError(Exception):
+    """An error with its HTTP status: the request was understood, and cannot be served."""
+
+    status = 400
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(ServingError):
+    status = 404
+
+
+class Unavailable(ServingError):
+    status = 503
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """One read of a fleet's online features file, immutable; rows by device id."""
+
+    frame: pd.DataFrame
+    rows: dict[str, int]
+    identity: tuple
+
+
+class OnlineFeatures:
+    """The online features table of each fleet, re-read only when the file changes.
+
+    get_device_features opens the file with DuckDB on every call (milliseconds); serving checks the file's
+    identity with one stat per request instead. Feature materializations replace the file atomically (rename),
+    so a new inode or mtime means new rows.
+    """
+
+    def __init__(self, lake_root: Path):
+        self.lake = Lake(lake_root)
+        self._tables: dict[str, FeatureTable] = {}
+        self._lock = threading.Lock()
+
+    def table(self, fleet: str) -> FeatureTable | None:
+        path = self.lake.table_file(fleet, ONLINE_TABLE)
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return None
+        identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        cached = self._tables.get(fleet)
+        if cached is not None and cached.identity == identity:
+            return cached
+        with self._lock:
+            cached = self._tables.get(fleet)
+            if cached is None or cached.identity != identity:
+                frame = pd.read_parquet(path)
+                rows = {str(d): i for i, d in enumerate(frame["device_id"])}
+                cached = self._tables[fleet] = FeatureTable(frame, rows, identity)
+        return cached
+
+
+@dataclass(frozen=True)
+class Job:
+    """One device to score, resolved: its fleet, the model answering the prediction type, and its feature row."""
+
+    profile: FleetProfile
+    spec: ModelSpec
+    device_type: str
+    device_id: str
+    table: FeatureTable
+    row: int
+
+
+def _utc(value: Any) -> datetime:
+    ts = pd.Timestamp(value)
+    return (ts.tz_convert(UTC) if ts.tzinfo else ts.tz_localize(UTC)).to_pydatetime()
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+class PredictionService:
+    """Everything a prediction request needs, shared by the single and the batch endpoint."""
+
+    def __init__(self, profiles: dict[str, FleetProfile], cache: ModelCache, features: OnlineFeatures, log: PredictionLog):
+        self.profiles, self.cache, self.features, self.log = profiles, cache, features, log
+        self.by_device_type = {p.device_type: p for p in profiles.values()}
+        self.specs = {(s.fleet, s.prediction_type): s for s in cache.specs.values()}
+
+    def resolve(self, device_type: str, device_id: str, prediction_type: str) -> Job:
+        profile = self.by_device_type.get(device_type)
+        if profile is None:
+            raise NotFound(f"unknown device type {device_type!r}; known: {sorted(self.by_device_type)}")
+        spec = self.specs.get((profile.name, prediction_type))
+        if spec is None:
+            known = sorted(t for f, t in self.specs if f == profile.name)
+            raise NotFound(f"unknown prediction type {prediction_type!r} for {device_type}; known: {known}")
+        table = self.features.table(profile.name)
+        row = table.rows.get(device_id) if table is not None else None
+        if row is None:
+            raise NotFound(f"unknown device {device_id!r}: fleet {profile.name} has no online features for it")
+        return Job(profile, spec, device_type, device_id, table, row)
+
+    def predict(self, jobs: list[Job]) -> list[schemas.PredictionOut | ServingError]:
+        """Score and record resolved jobs, grouped by model; one store transaction for all of them."""
+        results: list[Any] = [None] * len(jobs)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, job in enumerate(jobs):
+            groups[job.spec.name].append(i)
+        records, pending = [], []
+        now = datetime.now(UTC)
+        for name, indices in groups.items():
+            champion = self.cache.get(name, CHAMPION)
+            if champion is None:
+                error = Unavailable(f"no champion for model {name} yet: train it and let the champion gate promote a version")
+                for i in indices:
+                    results[i] = error
+                continue
+            challenger = self.cache.get(name, CHALLENGER)
+            if challenger is not None and challenger.version == champion.version:
+                challenger = None
+            try:
+                X = self._inputs([jobs[i] for i in indices], champion, challenger)
+            except Unavailable as error:
+                for i in indices:
+                    results[i] = error
+                continue
+            scored = champion.scorer.score(X)
+            shadow = challenger.scorer.score(X, explain_rows=False) if challenger is not None else None
+            for position, i in enumerate(indices):
+                record, out = self._output(jobs[i], champion, scored, position, challenger, shadow, now)
+                records.append(record)
+                pending.append((i, out))
+        ids = self.log.record_many(records)
+        for (i, out), pid in zip(pending, ids):
+            results[i] = out.model_copy(update={"prediction_id": pid})
+        return results
+
+    def _inputs(self, jobs: list[Job], champion: Loaded, challenger: Loaded | None) -> pd.DataFrame:
+        needed = list(dict.fromkeys([*champion.scorer.inputs, *(challenger.scorer.inputs if challenger else [])]))
+        parts, order = [], []
+        by_table: dict[int, list[int]] = defaultdict(list)
+        for position, job in enumerate(jobs):
+            by_table[id(job.table)].append(position)
+        for positions in by_table.values():
+            table = jobs[positions[0]].table
+            missing = [c for c in needed if c not in table.frame.columns]
+            if missing:
+                raise Unavailable(f"online features of {jobs[0].profile.name} lack columns the model needs: {missing[:10]}; "
+                                  "re-materialize the features")
+            parts.append(table.frame.iloc[[jobs[p].row for p in positions]])
+            order.extend(positions)
+        if len(parts) == 1:
+            return parts[0].reset_index(drop=True)
+        X = pd.concat(parts)
+        X.index = order  # back to job order
+        return X.sort_index()
+
+    def _output(self, job: Job, model: Loaded, scored: Scored, i: int, challenger: Loaded | None, shadow: Scored | None,
+                now: datetime) -> tuple[dict, schemas.PredictionOut]:
+        spec, profile = job.spec, job.profile
+        ts = _utc(job.table.frame["ts"].iat[job.row])
+        age = (now - ts).total_seconds()
+        max_age = profile.features.max_age.total_seconds()
+        label = scored.labels[i]
+        if spec.is_anomaly:
+            score = float(scored.scores[i])
+            probabilities, alerts = {}, [ANOMALY] if label == ANOMALOUS else []
+            stored = {ANOMALY: score}
+            predicted = ANOMALY if label == ANOMALOUS else NO_ALERT
+        else:
+            score = None
+            probabilities = {c: round(float(p), 6) for c, p in zip(spec.components, scored.probabilities[i])}
+            alerts = [c for c, a in zip(spec.components, scored.alerts[i]) if a]
+            stored, predicted = probabilities, label
+        record = dict(fleet=profile.name, device_id=job.device_id, ts=ts, model_name=spec.name, model_version=model.version,
+                      predicted_component=predicted, probabilities=stored, source="api",
+                      shadow=_shadow(spec, challenger, shadow, i) if challenger is not None else None)
+        e = scored.explanations[i]
+        out = schemas.PredictionOut(
+            prediction_id="", fleet=profile.name, device_type=job.device_type, device_id=job.device_id,
+            prediction_type=spec.prediction_type, model=schemas.ModelRef(name=spec.name, version=model.version),
+            label=label, probabilities=probabilities, alerts=alerts,
+            anomaly_score=round(score, 6) if score is not None else None,
+            features=schemas.FeatureInfo(ts=ts, age_seconds=round(age, 3), max_age_seconds=max_age, stale=age > max_age),
+            explanation=schemas.ExplanationOut(
+                method=e.method, unit=e.unit, target=e.target, base_value=e.base_value, output=e.output,
+                top=[schemas.ContributionOut(feature=c.feature, value=c.value, contribution=c.contribution) for c in e.top]),
+        )
+        return record, out
+
+
+def _shadow(spec: ModelSpec, challenger: Loaded, shadow: Scored, i: int) -> dict:
+    """What the challenger said about the same row: stored with the prediction, never returned."""
+    out: dict[str, Any] = {"model_version": challenger.version, "label": shadow.labels[i]}
+    if spec.is_anomaly:
+        out["anomaly_score"] = _finite(float(shadow.scores[i]))
+    else:
+        out["probabilities"] = {c: _finite(round(float(p), 6)) for c, p in zip(spec.components, shadow.probabilities[i])}
+        out["alerts"] = [c for c, a in zip(spec.components, shadow.alerts[i]) if a]
+    return out
