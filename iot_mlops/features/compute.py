@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from itertools import pairwise
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from iot_mlops.features.online import update_online_features
-from iot_mlops.features.sql import features_sql, rounded
+from iot_mlops.features.sql import features_sql
 from iot_mlops.lake import Lake, sql_str
 from iot_mlops.profiles.schema import FleetProfile
+
+BATCH_ROWS = 65_536  # rows per Arrow batch streamed out of the sorted result
 
 
 class FeatureInputError(ValueError):
@@ -31,8 +38,8 @@ def lookback_days(profile: FleetProfile) -> int:
     return math.ceil(reach / timedelta(days=1))
 
 
-def build_features(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, days: list[date]) -> None:
-    """Create TEMP TABLE features for feature times in [min(days), max(days) + 1 day)."""
+def feature_query(lake: Lake, profile: FleetProfile, days: list[date]) -> str:
+    """The feature query for feature times in [min(days), max(days) + 1 day), over the lake's partitions."""
     fleet = profile.name
     first, last = min(days), max(days)
     span = (last - first).days + 1 + lookback_days(profile)
@@ -45,39 +52,104 @@ def build_features(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPro
     events = lake.scan(fleet, "events", [d for d in lake.partitions(fleet, "events") if d <= last])
     start = datetime.combine(first, time())
     end = datetime.combine(last + timedelta(days=1), time())
-    query = features_sql(profile, telemetry, events, f"read_parquet({sql_str(devices_file)})", str(start), str(end))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE features AS {query}")
+    return features_sql(profile, telemetry, events, f"read_parquet({sql_str(devices_file)})", str(start), str(end))
 
 
-BATCH_ROWS = 500_000  # rows of days written by one partitioned COPY: it holds them in memory
-DAY = "__day"
+def build_features(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, days: list[date]) -> None:
+    """Create TEMP TABLE features for feature times in [min(days), max(days) + 1 day)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE features AS {feature_query(lake, profile, days)}")
 
 
 def compute_features(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, days: list[date]) -> FeatureReport:
     """Compute and write feature partitions for the days, then refresh online features.
 
-    Days are written in batches of up to BATCH_ROWS rows, each batch by one scan of the
-    features table; a day with more rows is written alone. Either way a day's file holds
-    its rows ordered by device and time, and its bytes do not depend on the other days.
+    The result streams out of DuckDB sorted by day, device and time; finished days are
+    encoded as Parquet, several at a time, while later ones are still read, then all are
+    moved into place (`Lake.write_arrow_partitions`). A day's file holds its rows in device
+    and time order, so its bytes do not depend on the other days of the run.
     """
-    build_features(con, lake, profile, days)
-    columns = [(name, dtype) for name, dtype, *_ in con.execute("DESCRIBE features").fetchall()]
-    select = rounded(columns)
-    counts = dict(con.execute("SELECT CAST(ts AS DATE), count(*) FROM features GROUP BY ALL").fetchall())
-    rows = {day: int(counts.get(day, 0)) for day in sorted(days)}
-    batches: list[list[date]] = [[]]
-    for day, n in rows.items():
-        if n == 0 or n > BATCH_ROWS:
-            where = "false" if n == 0 else f"CAST(ts AS DATE) = DATE {sql_str(day)}"
-            lake.write_partition(con, profile.name, "features", day, f"SELECT {select} FROM features WHERE {where} ORDER BY device_id, ts")
-            continue
-        if sum(rows[d] for d in batches[-1]) + n > BATCH_ROWS:
-            batches.append([])
-        batches[-1].append(day)
-    for batch in filter(None, batches):
-        listed = ", ".join(f"DATE {sql_str(d)}" for d in batch)
-        query = f"SELECT {select}, CAST(ts AS DATE) AS {DAY} FROM features WHERE CAST(ts AS DATE) IN ({listed}) ORDER BY device_id, ts"
-        lake.write_partitions(con, profile.name, "features", query, DAY)
-    newest = f"SELECT {select} FROM features QUALIFY row_number() OVER (PARTITION BY device_id ORDER BY ts DESC) = 1"
-    online = update_online_features(con, lake, profile.name, newest)
-    return FeatureReport(rows=rows, columns=[c for c, _ in columns], devices_online=online)
+    wanted = sorted(set(days))
+    query = f"SELECT * FROM ({feature_query(lake, profile, days)}) ORDER BY CAST(ts AS DATE), device_id, ts"
+    workers = 2 * _threads(con)
+    # Its own cursor: another statement on a connection silently ends the result it is streaming.
+    stream = con.cursor()
+    reader = stream.sql(query).to_arrow_reader(BATCH_ROWS)
+    schema = reader.schema
+    rows: dict[date, int] = {}
+    newest = _NewestRows()
+
+    def partitions() -> Iterator[tuple[date, pa.Table]]:
+        streamed = _days(reader)
+        upcoming = next(streamed, None)
+        for day in wanted:
+            while upcoming is not None and upcoming[0] < day:  # rows of a day not asked for: not written
+                upcoming = next(streamed, None)
+            if upcoming is not None and upcoming[0] == day:
+                table, upcoming = upcoming[1], next(streamed, None)
+                newest.add(table)
+            else:
+                table = schema.empty_table()
+            rows[day] = table.num_rows
+            yield day, table
+
+    try:
+        lake.write_arrow_partitions(profile.name, "features", partitions(), workers)
+    finally:
+        reader.close()
+        stream.close()
+    con.register("__newest_features", newest.table(schema))
+    try:
+        devices = update_online_features(con, lake, profile.name, "SELECT * FROM __newest_features")
+    finally:
+        con.unregister("__newest_features")
+    return FeatureReport(rows=rows, columns=schema.names, devices_online=devices)
+
+
+def _threads(con: duckdb.DuckDBPyConnection) -> int:
+    (threads,) = con.execute("SELECT current_setting('threads')").fetchone()
+    return int(threads)
+
+
+def _days(reader: pa.RecordBatchReader) -> Iterator[tuple[date, pa.Table]]:
+    """(day, its rows) from a stream of batches sorted by day."""
+    pieces: list[pa.RecordBatch] = []
+    current = None
+    for batch in reader:
+        day_numbers = pc.cast(batch.column("ts"), pa.date32()).cast(pa.int32()).to_numpy()
+        cuts = [0, *(np.flatnonzero(day_numbers[1:] != day_numbers[:-1]) + 1), len(day_numbers)]
+        for lo, hi in pairwise(cuts):
+            if hi == lo:
+                continue
+            day = date(1970, 1, 1) + timedelta(days=int(day_numbers[lo]))
+            if current is not None and day != current:
+                yield current, pa.Table.from_batches(pieces, schema=reader.schema)
+                pieces = []
+            current = day
+            pieces.append(batch.slice(lo, hi - lo))
+    if current is not None:
+        yield current, pa.Table.from_batches(pieces, schema=reader.schema)
+
+
+class _NewestRows:
+    """Each device's newest row, over days fed in time order; keeps only days that still hold one."""
+
+    def __init__(self) -> None:
+        self.days: list[tuple[pa.Table, pa.Array, pa.Array]] = []  # (rows, row numbers, their devices)
+
+    def add(self, day: pa.Table) -> None:
+        """Feed a day's rows, sorted by device and time."""
+        devices = day.column("device_id").combine_chunks()
+        changes = pc.not_equal(devices[1:], devices[:-1]).to_numpy(zero_copy_only=False)
+        last = pa.array(np.append(np.flatnonzero(changes), day.num_rows - 1))
+        seen = devices.take(last)
+        kept = []
+        for rows, numbers, ids in self.days:
+            older = pc.invert(pc.is_in(ids, value_set=seen))
+            if pc.any(older).as_py():
+                kept.append((rows, numbers.filter(older), ids.filter(older)))
+        self.days = [*kept, (day, last, seen)]
+
+    def table(self, schema: pa.Schema) -> pa.Table:
+        if not self.days:
+            return schema.empty_table()
+        return pa.concat_tables([rows.take(numbers) for rows, numbers, _ in self.days])

@@ -53,15 +53,23 @@ def first_label_at_or_after(ts: datetime, step: timedelta) -> int:
     return -((anchor - _micros(ts - datetime(1970, 1, 1))) // step_us)
 
 
+def bucket_stats(profile: FleetProfile) -> list[str]:
+    """Per-bucket statistics the features need: count always, the others only when used."""
+    spec = profile.features
+    stats = ["n"]
+    if "mean" in spec.aggregations or "std" in spec.aggregations or spec.differences or spec.interactions:
+        stats.append("sum")
+    if "std" in spec.aggregations:
+        stats.append("sq")
+    return stats + [agg for agg in ("min", "max") if agg in spec.aggregations]
+
+
 def bucket_sql(profile: FleetProfile, telemetry: str) -> str:
-    """Per device and step bucket k: count, sum, sum of squares, min and max of each sensor."""
+    """Per device and step bucket k: count, sum, sum of squares, min and max of each sensor (those needed)."""
     step_us, anchor = bucket_grid(profile.features.step)
-    aggs = []
-    for s in profile.sensor_names:
-        col = ident(s)
-        aggs += [f"count({col}) AS {ident(s + '__n')}", f"sum({col}) AS {ident(s + '__sum')}",
-                 f"sum({col} * {col}) AS {ident(s + '__sq')}", f"min({col}) AS {ident(s + '__min')}",
-                 f"max({col}) AS {ident(s + '__max')}"]
+    exprs = {"n": "count({c})", "sum": "sum({c})", "sq": "sum({c} * {c})", "min": "min({c})", "max": "max({c})"}
+    stats = bucket_stats(profile)
+    aggs = [f"{exprs[stat].format(c=ident(s))} AS {ident(f'{s}__{stat}')}" for s in profile.sensor_names for stat in stats]
     # epoch_us(ts) - anchor > 0, so integer division is a floor: ts lies in the bucket labelled k.
     return f"SELECT device_id, (epoch_us(ts) - {anchor}) // {step_us} + 1 AS k, {', '.join(aggs)} FROM {telemetry} GROUP BY ALL"
 
@@ -78,7 +86,7 @@ def window_sql(profile: FleetProfile) -> list[str]:
     """
     spec = profile.features
     out = []
-    stats = ["n", "sum", "sq"] + [agg for agg in ("min", "max") if agg in spec.aggregations]
+    stats = bucket_stats(profile)
     for window in spec.windows:
         buckets = window // spec.step
         if buckets > 1:
@@ -98,6 +106,14 @@ def _mean(s: str) -> str:
     return f"({ident(s + '__sum')} / NULLIF({ident(s + '__n')}, 0))"
 
 
+def _round(expr: str) -> str:
+    """Stored floating values are rounded, so the bytes do not depend on summation order.
+
+    Spelled out: the same values as round(x, DECIMALS), without a pow() per value.
+    """
+    return f"round(({expr}) * 1e{DECIMALS}) / 1e{DECIMALS}"
+
+
 def rolling_sql(profile: FleetProfile) -> list[str]:
     """Rolling aggregates of each sensor over each window, from the columns of window_sql."""
     spec = profile.features
@@ -107,16 +123,16 @@ def rolling_sql(profile: FleetProfile) -> list[str]:
         src = None if window // spec.step == 1 else label
         for s in profile.sensor_names:
             n, total, sq = (_stat(s, stat, src) for stat in ("n", "sum", "sq"))
-            name = lambda agg: ident(f"{s}_{agg}_{label}")  # noqa: E731
+            name = lambda agg, s=s, label=label: ident(f"{s}_{agg}_{label}")
             if "mean" in spec.aggregations:
-                out.append(f"{total} / NULLIF({n}, 0) AS {name('mean')}")
+                out.append(f"{_round(f'{total} / NULLIF({n}, 0)')} AS {name('mean')}")
             if "std" in spec.aggregations:
                 var = f"({sq} - {total} * {total} / NULLIF({n}, 0)) / NULLIF({n} - 1, 0)"
                 # Not greatest(var, 0): DuckDB's greatest skips NULL, turning a one-sample std into 0.
-                out.append(f"sqrt(CASE WHEN {var} < 0 THEN 0 ELSE {var} END) AS {name('std')}")
+                out.append(f"{_round(f'sqrt(CASE WHEN {var} < 0 THEN 0 ELSE {var} END)')} AS {name('std')}")
             for agg in ("min", "max"):
                 if agg in spec.aggregations:
-                    out.append(f"{_stat(s, agg, src)} AS {name(agg)}")
+                    out.append(f"{_round(_stat(s, agg, src))} AS {name(agg)}")
     return out
 
 
@@ -127,12 +143,13 @@ def step_sql(profile: FleetProfile) -> list[str]:
     if spec.differences:
         for s in profile.sensor_names:
             prev = _stat(s, "prev", None)
-            out.append(f"CASE WHEN __prev_k = k - 1 THEN {_mean(s)} - {prev} END AS {ident(s + '_diff')}")
-            out.append(f"CASE WHEN __prev_k = k - 1 THEN ({_mean(s)} - {prev}) / NULLIF(abs({prev}), 0) END AS {ident(s + '_pct_change')}")
+            out.append(f"{_round(f'CASE WHEN __prev_k = k - 1 THEN {_mean(s)} - {prev} END')} AS {ident(s + '_diff')}")
+            pct = f"CASE WHEN __prev_k = k - 1 THEN ({_mean(s)} - {prev}) / NULLIF(abs({prev}), 0) END"
+            out.append(f"{_round(pct)} AS {ident(s + '_pct_change')}")
     for inter in spec.interactions:
         left, right = _mean(inter.left), _mean(inter.right)
         expr = {"difference": f"{left} - {right}", "ratio": f"{left} / NULLIF({right}, 0)", "product": f"{left} * {right}"}[inter.op]
-        out.append(f"{expr} AS {ident(inter.name)}")
+        out.append(f"{_round(expr)} AS {ident(inter.name)}")
     return out
 
 
@@ -142,37 +159,35 @@ def hours(earlier: str, later: str) -> str:
 
 
 def event_sql(profile: FleetProfile) -> list[str]:
-    """CTEs `errs` and `since` on the narrow key table `keys` (device_id, k, t): error counts, hours since events.
+    """CTE `evf` on the narrow key table `keys` (device_id, t): error counts over the error window, hours since events.
 
-    Hours since: one table holding, per device and event time, the latest time so far of each
-    tracked (kind, value); one ASOF join gives every key the newest state strictly before t.
+    One table `state` holds, per device and event time, the latest time so far of each tracked
+    (kind, value) and the running count of each error code. An ASOF join at t gives every key
+    the newest state strictly before t; a second one at t - error_window gives the counts to
+    subtract. Keys stay narrow: an ASOF join sorts everything it carries.
     """
     spec = profile.features
-    errors = [(code, ident(f"errors_{code.lower()}_{window_label(spec.error_window)}")) for code in profile.error_codes]
-    if errors:
-        counts = ", ".join(f"count(e.ts) FILTER (WHERE e.value = {sql_str(code)}) AS {name}" for code, name in errors)
-        codes = ", ".join(sql_str(code) for code, _ in errors)
-        errs = (f"SELECT f.device_id, f.k, {counts} FROM keys f LEFT JOIN (SELECT device_id, ts, value FROM ev "
-                f"WHERE kind = 'error' AND value IN ({codes})) e ON e.device_id = f.device_id "
-                f"AND e.ts >= f.t - {interval(spec.error_window)} AND e.ts < f.t GROUP BY ALL")
-    else:
-        errs = "SELECT device_id, k FROM keys"
+    codes = list(profile.error_codes)
     since = [("maintenance", c, f"hours_since_maint_{c}") for c in profile.components]
-    since += [("error", code, f"hours_since_error_{code.lower()}") for code in profile.error_codes]
+    since += [("error", code, f"hours_since_error_{code.lower()}") for code in codes]
     if not since:
-        return [f"errs AS ({errs})", "since AS (SELECT device_id, k FROM keys)"]
-    tracked = " OR ".join(f"(kind = {sql_str(kind)} AND value = {sql_str(value)})" for kind, value, _ in since)
-    latest = ", ".join(
-        f"max(ts) FILTER (WHERE kind = {sql_str(kind)} AND value = {sql_str(value)}) OVER v AS l{i}" for i, (kind, value, _) in enumerate(since)
-    )
-    state = (f"SELECT DISTINCT device_id, ts, {latest} FROM ev WHERE {tracked} "
+        return ["evf AS (SELECT device_id, t FROM keys)"]
+
+    def is_event(kind: str, value: str) -> str:
+        return f"kind = {sql_str(kind)} AND value = {sql_str(value)}"
+
+    tracked = " OR ".join(f"({is_event(kind, value)})" for kind, value, _ in since)
+    state_cols = [f"max(ts) FILTER (WHERE {is_event(kind, value)}) OVER v AS l{i}" for i, (kind, value, _) in enumerate(since)]
+    state_cols += [f"count(*) FILTER (WHERE {is_event('error', code)}) OVER v AS c{j}" for j, code in enumerate(codes)]
+    state = (f"SELECT DISTINCT device_id, ts, {', '.join(state_cols)} FROM ev WHERE {tracked} "
              "WINDOW v AS (PARTITION BY device_id ORDER BY ts RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)")
-    cols = ", ".join(f"{hours(f's.l{i}', 'f.t')} AS {ident(name)}" for i, (_, _, name) in enumerate(since))
-    return [
-        f"errs AS ({errs})",
-        f"state AS ({state})",
-        f"since AS (SELECT f.device_id, f.k, {cols} FROM keys f ASOF LEFT JOIN state s ON s.device_id = f.device_id AND s.ts < f.t)",
-    ]
+    label = window_label(spec.error_window)
+    select = [f"coalesce(s.c{j}, 0) - coalesce(p.c{j}, 0) AS {ident(f'errors_{code.lower()}_{label}')}" for j, code in enumerate(codes)]
+    select += [f"{_round(hours(f's.l{i}', 'r.t'))} AS {ident(name)}" for i, (_, _, name) in enumerate(since)]
+    joins = ["ASOF LEFT JOIN state s ON s.device_id = r.device_id AND s.ts < r.t"]
+    if codes:
+        joins.append(f"ASOF LEFT JOIN state p ON p.device_id = r.device_id AND p.ts < r.t - {interval(spec.error_window)}")
+    return [f"state AS ({state})", f"evf AS (SELECT r.device_id, r.t, {', '.join(select)} FROM keys r {' '.join(joins)})"]
 
 
 def features_sql(profile: FleetProfile, telemetry: str, events: str | None, devices: str, start: str, end: str) -> str:
@@ -182,30 +197,16 @@ def features_sql(profile: FleetProfile, telemetry: str, events: str | None, devi
     rolling = ", ".join(rolling_sql(profile) + step_sql(profile))
     windows = "".join(", " + w for w in window_sql(profile))
     events_src = events or "(SELECT NULL::VARCHAR AS device_id, NULL::TIMESTAMP AS ts, NULL::VARCHAR AS kind, NULL::VARCHAR AS value WHERE false)"
-    attr_cols = "".join(f", d.{ident(a.name)}" for a in profile.source.devices.attributes)
+    attrs = profile.source.devices.attributes
+    attr_cols = [f"round(d.{ident(a.name)}, {DECIMALS}) AS {ident(a.name)}" if a.kind == "numeric" else f"d.{ident(a.name)}" for a in attrs]
     ctes = ",\n".join([
         f"b AS ({bucket_sql(profile, telemetry)})",
         f"wb AS (SELECT *{windows} FROM b WINDOW w AS (PARTITION BY device_id ORDER BY k))",
-        f"rolled AS (SELECT device_id, k, {rolling} FROM wb WHERE k >= {first} AND k < {stop})",
+        f"rolled AS (SELECT device_id, {label_of('k', step)} AS t, {rolling} FROM wb WHERE k >= {first} AND k < {stop})",
         f"ev AS (SELECT device_id, ts, kind, value FROM {events_src})",
-        f"keys AS (SELECT device_id, k, {label_of('k', step)} AS t FROM rolled)",
+        "keys AS (SELECT device_id, t FROM rolled)",
         *event_sql(profile),
     ])  # fmt: skip
-    return f"""
-WITH {ctes}
-SELECT r.device_id, {label_of('r.k', step)} AS ts, r.* EXCLUDE (device_id, k), errs.* EXCLUDE (device_id, k),
-       since.* EXCLUDE (device_id, k){attr_cols}
-FROM rolled r JOIN errs USING (device_id, k) JOIN since USING (device_id, k)
-LEFT JOIN {devices} d ON d.device_id = r.device_id
-"""
-
-
-
-
-def rounded(columns: list[tuple[str, str]]) -> str:
-    """SELECT list that rounds floating columns so the stored bytes are reproducible."""
-    out = []
-    for name, dtype in columns:
-        col = ident(name)
-        out.append(f"round({col}, {DECIMALS}) AS {col}" if dtype in ("DOUBLE", "FLOAT") else col)
-    return ", ".join(out)
+    columns = ", ".join(["r.device_id", "r.t AS ts", "r.* EXCLUDE (device_id, t)", "evf.* EXCLUDE (device_id, t)", *attr_cols])
+    return (f"WITH {ctes}\nSELECT {columns}\nFROM rolled r JOIN evf USING (device_id, t)\n"
+            f"LEFT JOIN {devices} d ON d.device_id = r.device_id\n")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
@@ -22,7 +21,7 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(target.parent)
-    tmp = target.parent / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}-{target.name}"
+    tmp = temp_path(target)
     try:
         write(tmp)
         with open(tmp, "rb") as handle:
@@ -33,20 +32,9 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> Path:
     return target
 
 
-@contextmanager
-def staging_folder(folder: Path) -> Iterator[Path]:
-    """A hidden temp folder inside `folder` (not yet created), removed with what is left in it on exit.
-
-    Named like temp files, so a killed writer's staging folder is removed by the next writer.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(folder)
-    stage = folder / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}-stage"
-    try:
-        yield stage
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+def temp_path(target: Path) -> Path:
+    """A hidden, unique temp file name beside `target`, marked with this process's id."""
+    return target.parent / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}-{target.name}"
 
 
 def fsync_files(paths: list[Path]) -> None:
@@ -57,15 +45,6 @@ def fsync_files(paths: list[Path]) -> None:
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(sync, paths))
-
-
-def publish(written: Path, target: Path) -> Path:
-    """Move a finished, fsynced file (on the same file system) onto `target` by one rename."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(target.parent)
-    os.replace(written, target)
-    return target
 
 
 def remove_stale_temp_files(folder: Path) -> None:

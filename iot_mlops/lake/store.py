@@ -8,8 +8,10 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
-from iot_mlops.lake.atomic import atomic_write, fsync_files, publish, staging_folder
+from iot_mlops.lake.arrow import write_partition_tables
+from iot_mlops.lake.atomic import atomic_write
 
 DATA_FILE = "data.parquet"
 _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
@@ -79,36 +81,15 @@ class Lake:
         """Write a query's rows as one partition, replacing the previous one atomically."""
         return write_query(con, query, self.partition_file(fleet, table, day))
 
-    def write_partitions(self, con: duckdb.DuckDBPyConnection, fleet: str, table: str, query: str, day_column: str) -> dict[date, Path]:
-        """Write a query's rows as one partition per value of its DATE column `day_column` (not stored), in one pass.
+    def write_arrow_partitions(
+        self, fleet: str, table: str, parts: Iterable[tuple[date, pa.Table]], workers: int | None = None
+    ) -> dict[date, Path]:
+        """Write Arrow tables as partitions, several at a time, each replaced atomically.
 
-        Each file holds that day's rows in query order, like `write_partition` (byte for byte
-        when checked on days of one row group): one single-threaded COPY ... PARTITION_BY into a
-        hidden staging folder next to the partitions buffers every row and writes each day's
-        file in one go at the end, so a file's bytes do not depend on the other days; then the
-        files are fsynced and each is moved onto its partition by one rename. Callers bound the
-        rows per call: they are held in memory. Days without rows get no partition.
+        `parts` yields (day, rows of that day) and is read lazily, so days can stream from a
+        query; a file's bytes depend only on its rows (see `write_parquet`).
         """
-        settings = ("threads", "partitioned_write_flush_threshold", "partitioned_write_max_open_files")
-        saved = con.execute(f"SELECT {', '.join(f'current_setting({sql_str(s)})' for s in settings)}").fetchone()
-        written = {}
-        with staging_folder(self.table_dir(fleet, table)) as stage:
-            # One thread and no early flush: one file per day, its bytes independent of the other days.
-            con.execute("SET threads = 1; SET partitioned_write_flush_threshold = 4611686018427387904; SET partitioned_write_max_open_files = 1000000")
-            try:
-                con.execute(f"COPY ({query}) TO {sql_str(stage)} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({ident(day_column)}))")
-            finally:
-                con.execute("; ".join(f"SET {name} = {int(value)}" for name, value in zip(settings, saved)))
-            staged = {}
-            for folder in sorted(stage.iterdir()) if stage.is_dir() else []:
-                files = list(folder.iterdir())
-                if len(files) != 1 or not folder.name.startswith(f"{day_column}="):
-                    raise RuntimeError(f"partitioned write of {fleet}/{table}: expected one file in {folder}, found {files}")
-                staged[date.fromisoformat(folder.name.split("=", 1)[1])] = files[0]
-            fsync_files(list(staged.values()))
-            for day, file in staged.items():
-                written[day] = publish(file, self.partition_file(fleet, table, day))
-        return written
+        return write_partition_tables(parts, lambda day: self.partition_file(fleet, table, day), workers)
 
     def write_table(self, con: duckdb.DuckDBPyConnection, fleet: str, table: str, query: str) -> Path:
         """Write a query's rows as an unpartitioned table, replacing it atomically."""

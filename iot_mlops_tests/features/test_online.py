@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from iot_mlops.features import get_device_features
 from iot_mlops_tests.fleet import DAYS, DEVICES, Fleet, clean_day
 
@@ -35,3 +37,16 @@ def test_recomputed_newest_partition_replaces_its_rows(fleet: Fleet):
     assert after["ts"] == before["ts"]
     assert (before["temp_mean_3h"], after["temp_mean_3h"]) != (90.0, 90.0)
     assert after["temp_mean_3h"] == 90.0
+
+
+def test_device_silent_on_the_last_days_keeps_its_own_newest_row(fleet: Fleet):
+    for day in DAYS[2:]:
+        fleet.write("telemetry", [r for r in clean_day(day) if r["device"] != "d3"], day)
+    assert fleet.materialize(days=(DAYS[0], LAST)).success
+    assert fleet.materialize("features", days=(DAYS[1], LAST)).success
+    frame = pd.concat([fleet.read("features", d) for d in DAYS[1:]])
+    newest = frame.sort_values("ts").groupby("device_id").tail(1).set_index("device_id")
+    assert newest.loc["d3", "ts"].date() == DAYS[2] < newest.loc["d1", "ts"].date()
+    online = fleet.read("online_features").set_index("device_id")
+    assert sorted(online.index) == DEVICES
+    pd.testing.assert_frame_equal(online.sort_index(), newest.sort_index()[online.columns])

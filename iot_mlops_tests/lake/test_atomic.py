@@ -117,19 +117,3 @@ def test_scan_unions_partitions_without_a_hive_column(tmp_path: Path):
             lake.write_partition(con, "fleet", "t", date(2024, 1, 1 + i), f"SELECT {i} AS day_index")
         rows = con.execute(f"SELECT * FROM {lake.scan('fleet', 't')} ORDER BY 1").fetchall()
     assert rows == [(0,), (1,), (2,)]
-
-
-def test_partitioned_write_gives_one_file_per_day_and_removes_stale_staging(tmp_path: Path):
-    lake = Lake(tmp_path)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
-    stale = lake.table_dir("fleet", "t") / f"{TMP_PREFIX}{dead.stdout.strip()}-abc-stage" / "__day=2024-01-01"
-    stale.mkdir(parents=True)
-    (stale / "data_0.parquet").write_bytes(b"half")
-    query = "SELECT range AS i, DATE '2024-01-01' + CAST(range % 3 AS INTEGER) AS __day FROM range(30) ORDER BY i"
-    with connect(threads=2) as con:
-        written = lake.write_partitions(con, "fleet", "t", query, "__day")
-        assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 2
-        single = lake.write_partition(con, "fleet", "u", date(2024, 1, 2), "SELECT range AS i FROM range(30) WHERE range % 3 = 1 ORDER BY i")
-    assert sorted(written) == [date(2024, 1, d) for d in (1, 2, 3)]
-    assert sorted(p.name for p in lake.table_dir("fleet", "t").iterdir()) == [f"date=2024-01-0{d}" for d in (1, 2, 3)]
-    assert written[date(2024, 1, 2)].read_bytes() == single.read_bytes()
