@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from iot_mlops.automation.cli import decisions, retrain
+from iot_mlops.deploy.doctor import doctor
 from iot_mlops.ingestion.cli import ingest_app
 from iot_mlops.monitoring.cli import feedback_app
 from iot_mlops.registry.cli import models_app
@@ -27,6 +28,7 @@ app.add_typer(feedback_app, name="feedback")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(keys_app, name="keys")
 app.command()(serve)
+app.command()(doctor)
 app.command()(decisions)
 app.command()(retrain)
 

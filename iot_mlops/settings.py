@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +20,7 @@ class Settings(BaseSettings):
     store_url: str | None = None  # operational store (SQLAlchemy URL); SQLite under data/ by default
     mlflow_tracking_uri: str | None = None  # SQLite under data/mlflow by default
     mlflow_artifacts_dir: Path | None = None
+    sensor_interval_seconds: int = Field(60, ge=1)  # least time between two evaluations of a retraining sensor
     mlflow_ui_url: str = "http://127.0.0.1:5000"  # where `mlflow ui` serves; metadata links to run pages there
 
     @property

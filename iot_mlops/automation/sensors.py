@@ -17,12 +17,13 @@ from iot_mlops.monitoring.resource import StoreResource
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import CHAMPION, ModelNotFound
 from iot_mlops.registry.resource import RegistryResource
+from iot_mlops.settings import get_settings
 from iot_mlops.training.dataset import DatasetError, load_dataset_report
 from iot_mlops.training.runs import model_name
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
-INTERVAL = 60
+FLEET_TAG = "iot_mlops/retrain_fleet"  # deploy/dagster.yaml allows one queued-or-running retraining per value
 
 
 def running_retrainings(instance: dg.DagsterInstance, fleet: str) -> int:
@@ -37,7 +38,7 @@ def sensor_result(context: dg.SensorEvaluationContext, profile: FleetProfile, co
     if outcome.verdict.action != "trigger":
         return dg.SkipReason(outcome.verdict.reason)
     context.log.info(f"{profile.name}: retraining triggered: {outcome.verdict.reason}")
-    return dg.RunRequest(run_key=outcome.verdict.run_key, tags=outcome.tags)
+    return dg.RunRequest(run_key=outcome.verdict.run_key, tags={**outcome.tags, FLEET_TAG: profile.name})
 
 
 def drift(profile: FleetProfile, lake: LakeResource, registry: RegistryResource, store: StoreResource) -> Condition:
@@ -90,10 +91,10 @@ def retraining_sensors(profile: FleetProfile) -> list[dg.SensorDefinition]:
 
 
 def _sensor(profile: FleetProfile, sensor_name: str, condition_of: Callable[..., Condition], what: str) -> dg.SensorDefinition:
-    policy = profile.monitoring.retraining
+    policy, interval = profile.monitoring.retraining, get_settings().sensor_interval_seconds
 
     @dg.sensor(
-        name=f"{profile.name}_{sensor_name}", job_name=retraining_job_name(profile.name), minimum_interval_seconds=INTERVAL,
+        name=f"{profile.name}_{sensor_name}", job_name=retraining_job_name(profile.name), minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=(f"Retrain {profile.name} when {what}. Cooldown {policy.cooldown}, at most {policy.max_per_day} per day, "
                      f"at least {policy.min_new_days} new feature days; every decision goes to the decision log."),

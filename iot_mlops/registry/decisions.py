@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,6 +48,8 @@ class DecisionLog:
     """Append-only log over one SQLAlchemy URL (SQLite by default, Postgres in production)."""
 
     def __init__(self, url: str):
+        if url.startswith("sqlite:///"):  # a fresh install has no data folder yet
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine = sa.create_engine(url, pool_pre_ping=True)
         metadata.create_all(self.engine)
 

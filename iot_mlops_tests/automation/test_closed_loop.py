@@ -19,7 +19,7 @@ from iot_mlops.settings import get_settings
 from iot_mlops_tests.fleet import PROFILES
 
 FLEET = "heaters"
-NIGHTS, DRIFT_DAYS = 4, 2
+NIGHTS, DRIFT_DAYS = 3, 2
 
 
 @pytest.fixture

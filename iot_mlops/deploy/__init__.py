@@ -1,0 +1,1 @@
+"""Production deployment helpers: `iot-mlops doctor` and the probes it uses."""
