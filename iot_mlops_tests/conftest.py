@@ -6,6 +6,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -94,22 +95,41 @@ def azure_lake(azure_backfill, tmp_path: Path) -> Path:
 PG_SERVER = os.environ.get("IOT_MLOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL server, dropped afterwards."""
+@contextmanager
+def postgres_databases(*roles: str) -> Iterator[dict[str, str]]:
+    """One new database per role on the local PostgreSQL server, dropped afterwards even on failure."""
     import psycopg2
 
-    name = f"iot_mlops_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(f"{PG_SERVER}/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
+    names = {role: f"iot_mlops_test_{role}_{uuid.uuid4().hex[:8]}" for role in roles}
     try:
-        yield f"{PG_SERVER}/{name}"
+        admin = psycopg2.connect(f"{PG_SERVER}/postgres", connect_timeout=10)
+    except psycopg2.OperationalError as error:
+        pytest.fail(f"these tests need the PostgreSQL server at {PG_SERVER} (IOT_MLOPS_TEST_PG); start it: {error}")
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            for name in names.values():
+                cur.execute(f'CREATE DATABASE "{name}"')
+        yield {role: f"{PG_SERVER}/{name}" for role, name in names.items()}
     finally:
         with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for name in names.values():
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL server, dropped afterwards."""
+    with postgres_databases("db") as urls:
+        yield urls["db"]
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL server for one test."""
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

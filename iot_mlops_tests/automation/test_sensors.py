@@ -11,18 +11,9 @@ from iot_mlops.definitions import fleet_definitions
 from iot_mlops.monitoring.quality import ERROR, quality_history
 from iot_mlops.monitoring.resource import StoreResource
 from iot_mlops.registry.resource import RegistryResource
-from iot_mlops_tests.fleet import DAYS, DEVICES, RANGE_END, RANGE_START, Fleet, clean_day
+from iot_mlops_tests.fleet import DAYS, DEVICES, RANGE_END, RANGE_START, Fleet, garbled_day
 
 SENSORS = ("drift_sensor", "feedback_sensor", "performance_sensor", "data_quality_sensor")
-
-
-def garbled_day(day) -> list[dict]:
-    """A day where one reading in three is not a number: quarantined, so the quarantine share is an ERROR."""
-    rows = clean_day(day)
-    for i, row in enumerate(rows):
-        if i % 3 == 0:
-            row["temp"] = "n/a"
-    return rows
 
 
 @pytest.fixture

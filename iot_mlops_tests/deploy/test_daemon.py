@@ -23,8 +23,8 @@ import pytest
 from iot_mlops.deploy.doctor import run_checks
 from iot_mlops.registry.decisions import DecisionLog
 from iot_mlops.registry.mlflow_service import ModelRegistry, psycopg2_url
-from iot_mlops_tests.deploy.test_doctor import fresh_databases
-from iot_mlops_tests.fleet import DAYS, RANGE_END, RANGE_START, Fleet, clean_day, stamp
+from iot_mlops_tests.conftest import postgres_databases
+from iot_mlops_tests.fleet import DAYS, RANGE_END, RANGE_START, Fleet, garbled_day, stamp
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = ROOT / "deploy" / "workspace.yaml"
@@ -46,13 +46,6 @@ LOCATIONS = """
     name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 
 
-def garbled_day(day) -> list[dict]:
-    """One reading in three is not a number: quarantined, so the day's quarantine share is an ERROR."""
-    rows = clean_day(day)
-    for i, row in enumerate(rows):
-        if i % 3 == 0:
-            row["temp"] = "n/a"
-    return rows
 
 
 def write_fleet(root: Path, lake: Path, landing: Path) -> Fleet:
@@ -174,7 +167,7 @@ def stop(processes: dict[str, subprocess.Popen]) -> dict[str, list[int]]:
 @pytest.fixture
 def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
     """Dagster on a fresh database, the operational store on another, MLflow in tmp; daemon and webserver running."""
-    with fresh_databases("dagster", "store") as db:
+    with postgres_databases("dagster", "store") as db:
         home = Path(os.environ["DAGSTER_HOME"])
         shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
         fleet = write_fleet(tmp_path / "fleet", tmp_path / "data" / "lake", tmp_path / "data" / "landing")

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg2
@@ -18,32 +15,11 @@ from iot_mlops.deploy.doctor import FAIL, OK, Context, check_dagster, check_mlfl
 from iot_mlops.deploy.probes import database_of, mask
 from iot_mlops.serving.auth import hash_key
 from iot_mlops.settings import Settings
-from iot_mlops_tests.conftest import PG_SERVER
+from iot_mlops_tests.conftest import PG_SERVER, postgres_databases
 
 ROOT = Path(__file__).resolve().parents[2]
 RABBITMQ, MQTT = "pyamqp://guest:guest@127.0.0.1:5672//", "127.0.0.1:1883"
 UNREACHABLE = "postgresql+psycopg2://dagster:s3cret@127.0.0.1:1/dagster"
-
-
-@contextmanager
-def fresh_databases(*roles: str) -> Iterator[dict[str, str]]:
-    """One new database per role on the local PostgreSQL server, dropped afterwards even on failure."""
-    names = {role: f"iot_mlops_test_{role}_{uuid.uuid4().hex[:8]}" for role in roles}
-    try:
-        admin = psycopg2.connect(f"{PG_SERVER}/postgres", connect_timeout=10)
-    except psycopg2.OperationalError as error:
-        pytest.fail(f"these tests need the PostgreSQL server at {PG_SERVER} (IOT_MLOPS_TEST_PG); start it: {error}")
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            for name in names.values():
-                cur.execute(f'CREATE DATABASE "{name}"')
-        yield {role: f"{PG_SERVER}/{name}" for role, name in names.items()}
-    finally:
-        with admin.cursor() as cur:
-            for name in names.values():
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def run_doctor(*args: str) -> tuple[int, dict[str, str]]:
@@ -91,7 +67,7 @@ def test_embedded_setup_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_production_setup_on_postgres_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    with fresh_databases("dagster", "store", "mlflow") as db:
+    with postgres_databases("dagster", "store", "mlflow") as db:
         production_home(tmp_path, monkeypatch, db["dagster"].replace("postgresql://", "postgresql+psycopg2://"))
         # The project names the psycopg2 driver itself for the store and MLflow: both spellings work.
         monkeypatch.setenv("IOT_MLOPS_STORE_URL", db["store"])

@@ -4,7 +4,6 @@ tmp, online feature rows in a tmp lake, and the API over SQLite or the local Pos
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psycopg2
 import pytest
 from fastapi.testclient import TestClient
 from threadpoolctl import threadpool_limits
@@ -28,7 +26,7 @@ from iot_mlops.serving.config import ServingSettings
 from iot_mlops.settings import Settings
 from iot_mlops.training.anomaly import anomaly_pipeline
 from iot_mlops.training.model import ModelConfig, build_pipeline, with_thresholds
-from iot_mlops_tests.conftest import PG_SERVER
+from iot_mlops_tests.conftest import postgres_database
 from iot_mlops_tests.fleet import PROFILES
 
 FLEET, DEVICE_TYPE = "water_heaters", "water_heater"
@@ -162,20 +160,6 @@ def running_api(root: Path, served: Served, store_url: str, *, lake_rows: pd.Dat
         yield Api(client, settings, ModelRegistry(tracking_uri, artifacts), rows)
 
 
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL server, dropped afterwards (module-scoped twin of `postgres_url`)."""
-    name = f"iot_mlops_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(f"{PG_SERVER}/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @contextmanager
