@@ -17,7 +17,7 @@ from iot_mlops.training.dataset import build_dataset, load_dataset_report
 from iot_mlops.training.labels import compute_labels
 from iot_mlops.training.model import ModelConfig
 from iot_mlops.training.plots import figure_markdown
-from iot_mlops.training.runs import log_anomaly_model, log_failure_model
+from iot_mlops.training.runs import log_anomaly_model, log_failure_model, model_name
 from iot_mlops.training.train import train_failure_model
 
 TRIGGER_TAG = "iot_mlops/trigger"
@@ -28,6 +28,7 @@ DECISION_TAG = "iot_mlops/decision_id"
 class TrainingDatasetConfig(dg.Config):
     split: str = Field("time", description="'time' (shares from the profile) or 'reference' (the profile's fixed split).")
     window_days: int | None = Field(None, description="Use only the last N labelled days (default: all).")
+    reason: str = Field("", description="Why this retraining runs: required when `<fleet>_retraining` is launched by hand.")
 
 
 class FailureModelConfig(dg.Config):
@@ -45,6 +46,16 @@ def failures_frame(lake: LakeResource, fleet: str) -> pd.DataFrame:
 
 def trigger(context: dg.AssetExecutionContext) -> str:
     return context.run.tags.get(TRIGGER_TAG, "manual")
+
+
+def log_manual_retraining(context: dg.AssetExecutionContext, registry: RegistryResource, reason: str, name: str) -> None:
+    """A retraining launched by hand (not by a sensor) must say why; the reason goes to the decision log."""
+    fleet = context.asset_key.path[0]
+    if not reason.strip():
+        raise dg.Failure(description=f"a manual retraining needs a reason: set `reason` in the config of {fleet}/training_dataset",
+                         allow_retries=False)
+    registry.decision_log().record(fleet, "retrain_triggered", reason.strip(), f"dagster:{context.run_id[:8]}",
+                                   model_name=name, run_id=context.run_id, details={"sensor": "manual"})
 
 
 def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
@@ -86,7 +97,10 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
         description="Point-in-time join of complete labels to features, split train/validation/test in time with horizon gaps.",
         **common,
     )
-    def training_dataset(context: dg.AssetExecutionContext, config: TrainingDatasetConfig, lake: LakeResource):
+    def training_dataset(context: dg.AssetExecutionContext, config: TrainingDatasetConfig, lake: LakeResource,
+                         registry: RegistryResource):
+        if context.job_name == f"{fleet}_retraining" and DECISION_TAG not in context.run.tags:
+            log_manual_retraining(context, registry, config.reason, model_name(profile, profile.target.prediction_type))
         with lake.connect() as con:
             report = build_dataset(con, lake.lake(), profile, config.split, config.window_days)
             reference = write_reference_profile(con, lake.lake(), profile, report)
