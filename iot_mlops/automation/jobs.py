@@ -34,6 +34,6 @@ def fleet_jobs(profile: FleetProfile) -> list[dg.UnresolvedAssetJobDefinition]:
         dg.define_asset_job(
             retraining_job_name(fleet), selection=select(RETRAINING),
             description=(f"Retrain {fleet}'s failure model on current data and gate it. Sensors start it with their reason; "
-                         "to start it by hand, use `iot-mlops retrain --fleet {fleet} --reason ...`."),
+                         f"by hand, set `reason` in the config of {fleet}/training_dataset (or `iot-mlops retrain`)."),
         ),
     ]
