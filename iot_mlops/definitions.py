@@ -35,6 +35,7 @@ from iot_mlops.profiles import FleetProfile, load_profiles
 from iot_mlops.registry.assets import gate_assets
 from iot_mlops.registry.jobs import rollback_model
 from iot_mlops.registry.resource import RegistryResource
+from iot_mlops.scaling import distributed_jobs
 from iot_mlops.settings import get_settings
 from iot_mlops.training.assets import training_assets
 
@@ -59,7 +60,7 @@ def fleet_definitions(profile: FleetProfile, profile_dir: Path) -> dg.Definition
     """Assets, jobs, the nightly schedule and the retraining sensors of one fleet."""
     return dg.Definitions(
         assets=fleet_assets(profile, profile_dir),
-        jobs=fleet_jobs(profile),
+        jobs=[*fleet_jobs(profile), *distributed_jobs(profile)],
         schedules=[nightly_schedule(profile, daily_partitions(profile, profile_dir))],
         sensors=retraining_sensors(profile),
     )
