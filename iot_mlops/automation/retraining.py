@@ -45,14 +45,15 @@ def evaluate(condition: Condition, profile: FleetProfile, lake: Lake, log: Decis
     """Decide, and log a trigger or a skip; an identical skip already logged last by this sensor is not repeated."""
     now = now or datetime.now(UTC).replace(tzinfo=None)
     policy, fleet = profile.monitoring.retraining, profile.name
-    triggers = log.list(fleet=fleet, actions={"retrain_triggered"})
+    history = log.list(fleet=fleet, actions={"retrain_triggered", "retrain_skipped"})
+    triggers = [d for d in history if d.action == "retrain_triggered"]
     verdict = decide(condition, policy, now=now, triggers=triggers, running=running, new_days=new_feature_days(lake, fleet))
     if verdict.action == "none":
         return Outcome(verdict, None)
     name = model_name(profile, profile.target.prediction_type)
     details = {"sensor": condition.sensor, "condition": condition.key, "figures": condition.figures}
     if verdict.action == "skip":
-        previous = [d for d in log.list(fleet=fleet, actions={"retrain_triggered", "retrain_skipped"}) if d.actor == condition.sensor]
+        previous = [d for d in history if d.actor == condition.sensor]
         if previous and previous[-1].action == "retrain_skipped" and previous[-1].reason == verdict.reason:
             return Outcome(verdict, previous[-1].id)
         return Outcome(verdict, log.record(fleet, "retrain_skipped", verdict.reason, condition.sensor, model_name=name, details=details))

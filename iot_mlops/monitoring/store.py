@@ -149,10 +149,13 @@ def engine_for(url: str) -> sa.Engine:
             # A deferred read-then-write transaction fails at once (SQLITE_BUSY) when another writer got in
             # between; IMMEDIATE takes the write lock up front and waits for it.
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
-    try:
-        metadata.create_all(engine)
-    except (sa.exc.ProgrammingError, sa.exc.IntegrityError, sa.exc.OperationalError):
-        metadata.create_all(engine)  # another process created the tables between our check and our CREATE
+    from iot_mlops.registry.decisions import metadata as decisions_metadata  # the decision log shares the store
+
+    for tables in (metadata, decisions_metadata):
+        try:
+            tables.create_all(engine)
+        except (sa.exc.ProgrammingError, sa.exc.IntegrityError, sa.exc.OperationalError):
+            tables.create_all(engine)  # another process created the tables between our check and our CREATE
     return engine
 
 

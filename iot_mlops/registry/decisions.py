@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,10 +47,9 @@ class DecisionLog:
     """Append-only log over one SQLAlchemy URL (SQLite by default, Postgres in production)."""
 
     def __init__(self, url: str):
-        if url.startswith("sqlite:///"):  # a fresh install has no data folder yet
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine)
+        from iot_mlops.monitoring.store import engine_for  # one engine per store URL and process
+
+        self.engine = engine_for(url)
 
     def record(self, fleet: str, action: str, reason: str, actor: str, model_name: str | None = None,
                from_version: str | None = None, to_version: str | None = None, run_id: str | None = None,

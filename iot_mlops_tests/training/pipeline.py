@@ -55,7 +55,10 @@ def copy_registry(resource: RegistryResource, folder: Path) -> RegistryResource:
     """A private copy of a registry's MLflow and operational databases; the artifacts folder stays shared."""
     folder.mkdir(parents=True, exist_ok=True)
     for uri, name in ((resource.tracking_uri, "mlflow.db"), (resource.store_url, "operational.db")):
-        shutil.copy(uri.removeprefix("sqlite:///"), folder / name)
+        source = Path(uri.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):  # the store runs in WAL mode: recent commits live in the -wal file
+            if source.with_name(source.name + suffix).is_file():
+                shutil.copy(source.with_name(source.name + suffix), folder / (name + suffix))
     return registry_resource(folder, Path(resource.artifacts_dir))
 
 
