@@ -9,7 +9,6 @@ from datetime import date, datetime, time, timedelta
 from itertools import pairwise
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -76,7 +75,7 @@ def compute_features(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetP
     reader = stream.sql(query).to_arrow_reader(BATCH_ROWS)
     schema = reader.schema
     rows: dict[date, int] = {}
-    newest = _NewestRows()
+    newest = _NewestDays()
 
     def partitions() -> Iterator[tuple[date, pa.Table]]:
         streamed = _days(reader)
@@ -86,9 +85,9 @@ def compute_features(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetP
                 upcoming = next(streamed, None)
             if upcoming is not None and upcoming[0] == day:
                 table, upcoming = upcoming[1], next(streamed, None)
-                newest.add(table)
+                newest.add(day, table)
             else:
-                table = schema.empty_table()
+                table = _empty(schema)
             rows[day] = table.num_rows
             yield day, table
 
@@ -97,11 +96,10 @@ def compute_features(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetP
     finally:
         reader.close()
         stream.close()
-    con.register("__newest_features", newest.table(schema))
-    try:
-        devices = update_online_features(con, lake, profile.name, "SELECT * FROM __newest_features")
-    finally:
-        con.unregister("__newest_features")
+    # The newest rows are read back from the partitions just written: every row of the days holding
+    # a device's newest row (the merge keeps the newest per device). Without rows, an empty day file.
+    newest_rows = f"SELECT * FROM {lake.scan(profile.name, 'features', newest.days() or wanted[-1:])}"
+    devices = update_online_features(con, lake, profile.name, newest_rows)
     return FeatureReport(rows=rows, columns=schema.names, devices_online=devices)
 
 
@@ -115,12 +113,12 @@ def _days(reader: pa.RecordBatchReader) -> Iterator[tuple[date, pa.Table]]:
     pieces: list[pa.RecordBatch] = []
     current = None
     for batch in reader:
-        day_numbers = pc.cast(batch.column("ts"), pa.date32()).cast(pa.int32()).to_numpy()
-        cuts = [0, *(np.flatnonzero(day_numbers[1:] != day_numbers[:-1]) + 1), len(day_numbers)]
-        for lo, hi in pairwise(cuts):
+        day_numbers = pc.cast(batch.column("ts"), pa.date32()).cast(pa.int32())
+        cuts = pc.indices_nonzero(pc.not_equal(day_numbers[1:], day_numbers[:-1])).to_pylist()
+        for lo, hi in pairwise([0, *(i + 1 for i in cuts), len(batch)]):
             if hi == lo:
                 continue
-            day = date(1970, 1, 1) + timedelta(days=int(day_numbers[lo]))
+            day = date(1970, 1, 1) + timedelta(days=day_numbers[lo].as_py())
             if current is not None and day != current:
                 yield current, pa.Table.from_batches(pieces, schema=reader.schema)
                 pieces = []
@@ -130,26 +128,21 @@ def _days(reader: pa.RecordBatchReader) -> Iterator[tuple[date, pa.Table]]:
         yield current, pa.Table.from_batches(pieces, schema=reader.schema)
 
 
-class _NewestRows:
-    """Each device's newest row, over days fed in time order; keeps only days that still hold one."""
+def _empty(schema: pa.Schema) -> pa.Table:
+    # Not Schema.empty_table(): like pa.array() on Python objects, it imports pandas, which nothing here needs.
+    return pa.Table.from_batches([], schema=schema)
+
+
+class _NewestDays:
+    """The days holding each device's newest row, over days fed in time order."""
 
     def __init__(self) -> None:
-        self.days: list[tuple[pa.Table, pa.Array, pa.Array]] = []  # (rows, row numbers, their devices)
+        self.held: list[tuple[date, pa.Array]] = []  # (day, devices whose newest row it holds)
 
-    def add(self, day: pa.Table) -> None:
-        """Feed a day's rows, sorted by device and time."""
-        devices = day.column("device_id").combine_chunks()
-        changes = pc.not_equal(devices[1:], devices[:-1]).to_numpy(zero_copy_only=False)
-        last = pa.array(np.append(np.flatnonzero(changes), day.num_rows - 1))
-        seen = devices.take(last)
-        kept = []
-        for rows, numbers, ids in self.days:
-            older = pc.invert(pc.is_in(ids, value_set=seen))
-            if pc.any(older).as_py():
-                kept.append((rows, numbers.filter(older), ids.filter(older)))
-        self.days = [*kept, (day, last, seen)]
+    def add(self, day: date, rows: pa.Table) -> None:
+        seen = pc.unique(rows.column("device_id"))
+        kept = [(d, ids.filter(pc.invert(pc.is_in(ids, value_set=seen)))) for d, ids in self.held]
+        self.held = [*((d, ids) for d, ids in kept if len(ids)), (day, seen)]
 
-    def table(self, schema: pa.Schema) -> pa.Table:
-        if not self.days:
-            return schema.empty_table()
-        return pa.concat_tables([rows.take(numbers) for rows, numbers, _ in self.days])
+    def days(self) -> list[date]:
+        return [d for d, _ in self.held]
