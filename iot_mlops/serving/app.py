@@ -14,6 +14,7 @@ from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from threadpoolctl import threadpool_limits
 
+from iot_mlops.monitoring.sqlite_writes import WalCheckpointer
 from iot_mlops.monitoring.store import FeedbackError, FeedbackStore, PredictionLog, UnknownPredictionError, engine_for
 from iot_mlops.profiles import load_profiles
 from iot_mlops.registry.decisions import DecisionLog
@@ -98,7 +99,10 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     tracking_uri, artifacts = settings.tracking_uri, settings.artifacts
     cache = ModelCache(lambda: ModelRegistry(tracking_uri, artifacts), specs_for(profiles), serving.model_poll_seconds,
                        serving.explain_top)
-    service = PredictionService(profiles, cache, OnlineFeatures(settings.lake), PredictionLog(store_url))
+    # The request path's writes never run a WAL checkpoint; a thread of the app runs them (SQLite only).
+    log = PredictionLog(engine_for(store_url, autocheckpoint=False))
+    checkpointer = WalCheckpointer(engine_for(store_url))
+    service = PredictionService(profiles, cache, OnlineFeatures(settings.lake), log)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -110,11 +114,13 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
             gc.collect()
             gc.freeze()
             cache.start()
+            checkpointer.start()
             await app.state.batcher.start()
             try:
                 yield
             finally:
                 await app.state.batcher.stop()
+                await anyio.to_thread.run_sync(checkpointer.stop)
                 await anyio.to_thread.run_sync(cache.stop)
                 gc.unfreeze()
 
@@ -127,7 +133,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     app.state.cache = cache
     app.state.decisions = DecisionLog(store_url)
     app.state.feedback = FeedbackStore(store_url)
-    app.state.batcher = MicroBatcher(service.predict, serving.max_batch_rows)
+    app.state.batcher = MicroBatcher(service.score, service.log.record_many, serving.max_batch_rows)
     app.add_middleware(BodyLimit, max_bytes=serving.max_body_bytes)
     _handlers(app)
     _routes(app)

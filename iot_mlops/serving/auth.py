@@ -92,7 +92,8 @@ api_key_header = APIKeyHeader(name=HEADER, auto_error=False, description="API ke
 def require(role: Role):
     """A FastAPI dependency: the caller's principal, if its role is at least `role`."""
 
-    def dependency(request: Request, key: str | None = Security(api_key_header)) -> Principal:
+    # async: FastAPI runs a plain function dependency in a worker thread, a thread hop on every request.
+    async def dependency(request: Request, key: str | None = Security(api_key_header)) -> Principal:
         principal = request.app.state.keys.identify(key)
         if principal.role < role:
             raise AuthError(403, f"this endpoint needs role {role.name}; key {principal.name!r} has role {principal.role.name}")

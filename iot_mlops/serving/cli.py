@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import Annotated, Optional
 
@@ -32,8 +33,15 @@ def serve(
     if not keys:
         typer.echo("warning: IOT_MLOPS_API_KEYS is empty: every endpoint but /healthz, /readyz and /docs answers 401",
                    err=True)
-    uvicorn.run("iot_mlops.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=access_log)
+    app = "iot_mlops.serving.app:create_app"
+    if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
+        from iot_mlops.serving.workers import ReusePortWorkers
+
+        config = uvicorn.Config(app, factory=True, host=host, port=port, workers=workers, log_level=log_level,
+                                access_log=access_log)
+        ReusePortWorkers(config).run()
+    else:
+        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
 
 
 @keys_app.command("hash")

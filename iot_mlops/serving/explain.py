@@ -215,20 +215,25 @@ class RowValues:
     """Raw input values by (row, feature name), read only for the features an explanation shows."""
 
     def __init__(self, frame):
-        self.columns = {c: i for i, c in enumerate(frame.columns)}
-        self.values = frame.to_numpy(dtype=object)
+        self.columns = {c: frame[c].to_numpy() for c in frame.columns}
 
     def get(self, row: int, name: str) -> Any:
-        return _json_value(self.values[row, self.columns[name]]) if name in self.columns else None
+        column = self.columns.get(name)
+        return _json_value(column[row]) if column is not None else None
 
 
 def top_features(decomposition: Decomposition, grouping: np.ndarray, names: list[str], values: RowValues,
-                 row: int, position: int, target: str, top: int) -> Explanation:
-    """The `top` features of input `row` (row `position` of the decomposition) by absolute contribution."""
-    grouped = decomposition.contributions[position] @ grouping
-    order = np.argsort(-np.abs(grouped), kind="stable")[:top]
-    items = tuple(Contribution(names[i], values.get(row, names[i]), round(float(grouped[i]), 6))
-                  for i in order if grouped[i] != 0.0)
-    base = float(decomposition.base[position])
-    return Explanation(decomposition.method, decomposition.unit, target, round(base, 6),
-                       round(base + float(grouped.sum()), 6), items)
+                 rows: np.ndarray, targets: list[str], top: int) -> list[Explanation]:
+    """Per decomposition row j (input row `rows[j]`): the `top` features by absolute contribution."""
+    grouped = decomposition.contributions @ grouping
+    order = np.argsort(-np.abs(grouped), axis=1, kind="stable")[:, :top]
+    base = decomposition.base.round(6).tolist()
+    output = (decomposition.base + grouped.sum(axis=1)).round(6).tolist()
+    picked = np.take_along_axis(grouped, order, axis=1)
+    shown, picked, order = (picked != 0.0).tolist(), picked.round(6).tolist(), order.tolist()
+    out = []
+    for j, row in enumerate(rows):
+        items = tuple(Contribution(names[i], values.get(row, names[i]), c) for i, c, keep in zip(order[j], picked[j], shown[j])
+                      if keep)
+        out.append(Explanation(decomposition.method, decomposition.unit, targets[j], base[j], output[j], items))
+    return out

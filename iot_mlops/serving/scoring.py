@@ -40,6 +40,15 @@ class Scored:
 
 
 @dataclass(frozen=True)
+class Inputs:
+    """A feature table in the form a scorer reads, made once per table and model: rows are picked by index."""
+
+    frame: pd.DataFrame  # the model's input columns
+    prepared: np.ndarray | None  # rows x columns after the shared prep, when the scorer replays it
+    values: explain.RowValues
+
+
+@dataclass(frozen=True)
 class _Component:
     transform: Pipeline | None  # the steps between the shared prep and the final estimator
     final: object
@@ -131,9 +140,15 @@ class FailureScorer:
         return bool(np.allclose(probs, expected, rtol=0, atol=1e-9) and (alerts == self.model.predict(X).astype(bool)).all())
 
     def _stepwise(self, X: pd.DataFrame):
-        prep, parts = self.stepwise
-        prepared = self.compiled.transform(X) if self.compiled is not None else np.asarray(prep.transform(X), dtype=float)
-        probs, alerts, inputs = np.zeros((len(X), len(parts))), np.zeros((len(X), len(parts)), bool), []
+        return self._components(self._prepare(X))
+
+    def _prepare(self, X: pd.DataFrame) -> np.ndarray:
+        prep = self.stepwise[0]
+        return self.compiled.transform(X) if self.compiled is not None else np.asarray(prep.transform(X), dtype=float)
+
+    def _components(self, prepared: np.ndarray):
+        parts = self.stepwise[1]
+        probs, alerts, inputs = np.zeros((len(prepared), len(parts))), np.zeros((len(prepared), len(parts)), bool), []
         for k, part in enumerate(parts):
             if part.transform is None:
                 Z = prepared
@@ -150,30 +165,40 @@ class FailureScorer:
             alerts[:, k] = probs[:, k] >= part.threshold if part.threshold is not None else probs[:, k] > 0.5
         return probs, alerts, inputs
 
+    def prepare(self, frame: pd.DataFrame) -> Inputs:
+        """The table's inputs, and the shared prep applied to all its rows at once (the costly part of scoring)."""
+        X = frame[self.inputs]
+        prepared = self._prepare(X) if self.stepwise is not None else None
+        return Inputs(X, prepared, explain.RowValues(X))
+
     def score(self, X: pd.DataFrame, explain_rows: bool = True) -> Scored:
-        X = X[self.inputs]
+        return self.score_rows(self.prepare(X), np.arange(len(X)), explain_rows)
+
+    def score_rows(self, inputs: Inputs, rows: np.ndarray, explain_rows: bool = True) -> Scored:
+        """Score rows `rows` of prepared inputs."""
         if self.stepwise is None:
+            X = inputs.frame.iloc[rows]
             probs = probabilities(self.model, X, self.components).to_numpy()
-            alerts, inputs = self.model.predict(X).astype(bool), None
+            alerts, parts = self.model.predict(X).astype(bool), None
         else:
-            probs, alerts, inputs = self._stepwise(X)
+            probs, alerts, parts = self._components(inputs.prepared[rows])
         strongest = np.where(alerts, probs, -1.0).argmax(axis=1)
         labels = [self.components[s] if a.any() else NO_ALERT for s, a in zip(strongest, alerts)]
         if not explain_rows:
             return Scored(labels, probs, alerts, None, [])
         # Explain the alerted component, or the likeliest one when there is no alert.
         targets = np.where(alerts.any(axis=1), strongest, probs.argmax(axis=1))
-        explanations: list[explain.Explanation] = [UNAVAILABLE] * len(X)
-        values = explain.RowValues(X)
-        for k in np.unique(targets) if inputs is not None else []:
-            rows = np.flatnonzero(targets == k)
+        explanations: list[explain.Explanation] = [UNAVAILABLE] * len(rows)
+        for k in np.unique(targets) if parts is not None else []:
+            picked = np.flatnonzero(targets == k)
             part = self.stepwise[1][k]
-            decomposition = _decompose(part, inputs[k][rows])
+            decomposition = _decompose(part, parts[k][picked])
             if decomposition is None:
                 continue
-            for j, row in enumerate(rows):
-                explanations[row] = explain.top_features(decomposition, part.grouping, part.names, values, row, j,
-                                                         self.components[k], self.top)
+            found = explain.top_features(decomposition, part.grouping, part.names, inputs.values, rows[picked],
+                                         [self.components[k]] * len(picked), self.top)
+            for i, explanation in zip(picked, found):
+                explanations[i] = explanation
         return Scored(labels, probs, alerts, None, explanations)
 
 
@@ -190,8 +215,17 @@ class AnomalyScorer:
             columns = list(model[:-1].get_feature_names_out())
             self.names, self.grouping = explain.source_features(columns, self.inputs)
 
+    def prepare(self, frame: pd.DataFrame) -> Inputs:
+        X = frame[self.inputs]
+        prepared = np.asarray(self.model[:-1].transform(X), dtype=float) if self.forest is not None else None
+        return Inputs(X, prepared, explain.RowValues(X))
+
     def score(self, X: pd.DataFrame, explain_rows: bool = True) -> Scored:
-        X = X[self.inputs]
+        return self.score_rows(self.prepare(X), np.arange(len(X)), explain_rows)
+
+    def score_rows(self, inputs: Inputs, rows: np.ndarray, explain_rows: bool = True) -> Scored:
+        """Score rows `rows` of prepared inputs."""
+        X = inputs.frame.iloc[rows]
         scores = anomaly_scores(self.model, X)
         flagged = self.model.predict(X) == -1
         labels = [ANOMALOUS if f else NORMAL for f in flagged]
@@ -200,9 +234,8 @@ class AnomalyScorer:
             if self.forest is None:
                 explanations = [UNAVAILABLE] * len(X)
             else:
-                decomposition = explain.paths(self.forest, np.asarray(self.model[:-1].transform(X), dtype=float))
-                values = explain.RowValues(X)
-                explanations = [explain.top_features(decomposition, self.grouping, self.names, values, i, i, label, self.top)
-                                for i, label in enumerate(labels)]
+                decomposition = explain.paths(self.forest, inputs.prepared[rows])
+                explanations = explain.top_features(decomposition, self.grouping, self.names, inputs.values, rows, labels,
+                                                    self.top)
         empty = np.zeros((len(X), 0))
         return Scored(labels, empty, empty.astype(bool), scores, explanations)

@@ -6,22 +6,24 @@ from __future__ import annotations
 import math
 import os
 import threading
+import weakref
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from iot_mlops.features.online import TABLE as ONLINE_TABLE
 from iot_mlops.lake import Lake
-from iot_mlops.monitoring.store import NO_ALERT, PredictionLog
+from iot_mlops.monitoring.store import NO_ALERT, PredictionLog, new_prediction_id
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION
 from iot_mlops.serving import schemas
 from iot_mlops.serving.models import ANOMALY, Loaded, ModelCache, ModelSpec
-from iot_mlops.serving.scoring import ANOMALOUS, Scored
+from iot_mlops.serving.scoring import ANOMALOUS, AnomalyScorer, FailureScorer, Inputs, Scored
 
 
 class ServingError(Exception):
@@ -44,11 +46,32 @@ class Unavailable(ServingError):
 
 @dataclass(frozen=True)
 class FeatureTable:
-    """One read of a fleet's online features file, immutable; rows by device id."""
+    """One read of a fleet's online features file, immutable; rows by device id.
+
+    Each model's view of the table (its inputs, prepared for all rows at once) is made on first use and kept
+    with the table, so a request only picks rows; it goes when the table or the model goes.
+    """
 
     frame: pd.DataFrame
     rows: dict[str, int]
     identity: tuple
+    ts: list[datetime]
+    _inputs: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def missing(self, scorer: FailureScorer | AnomalyScorer) -> list[str]:
+        """Inputs of the scorer that the table lacks."""
+        known = self._inputs.get(scorer)
+        return [] if known is not None else [c for c in scorer.inputs if c not in self.frame.columns]
+
+    def inputs(self, scorer: FailureScorer | AnomalyScorer) -> Inputs:
+        prepared = self._inputs.get(scorer)
+        if prepared is None:
+            with self._lock:
+                prepared = self._inputs.get(scorer)
+                if prepared is None:
+                    prepared = self._inputs[scorer] = scorer.prepare(self.frame)
+        return prepared
 
 
 class OnlineFeatures:
@@ -79,7 +102,7 @@ class OnlineFeatures:
             if cached is None or cached.identity != identity:
                 frame = pd.read_parquet(path)
                 rows = {str(d): i for i, d in enumerate(frame["device_id"])}
-                cached = self._tables[fleet] = FeatureTable(frame, rows, identity)
+                cached = self._tables[fleet] = FeatureTable(frame, rows, identity, [_utc(t) for t in frame["ts"]])
         return cached
 
 
@@ -127,14 +150,20 @@ class PredictionService:
         return Job(profile, spec, device_type, device_id, table, row)
 
     def predict(self, jobs: list[Job]) -> list[schemas.PredictionOut | ServingError]:
-        """Score and record resolved jobs, grouped by model; one store transaction for all of them."""
+        """Score and record resolved jobs; one store transaction for all of them."""
+        results, records = self.score(jobs)
+        self.log.record_many(records)
+        return results
+
+    def score(self, jobs: list[Job]) -> tuple[list[schemas.PredictionOut | ServingError], list[dict]]:
+        """Score resolved jobs, grouped by model and feature table: their responses, and the records to store first."""
         results: list[Any] = [None] * len(jobs)
-        groups: dict[str, list[int]] = defaultdict(list)
+        groups: dict[tuple[str, int], list[int]] = defaultdict(list)
         for i, job in enumerate(jobs):
-            groups[job.spec.name].append(i)
-        records, pending = [], []
+            groups[(job.spec.name, id(job.table))].append(i)
+        records = []
         now = datetime.now(UTC)
-        for name, indices in groups.items():
+        for (name, _), indices in groups.items():
             champion = self.cache.get(name, CHAMPION)
             if champion is None:
                 error = Unavailable(f"no champion for model {name} yet: train it and let the champion gate promote a version")
@@ -144,47 +173,26 @@ class PredictionService:
             challenger = self.cache.get(name, CHALLENGER)
             if challenger is not None and challenger.version == champion.version:
                 challenger = None
-            try:
-                X = self._inputs([jobs[i] for i in indices], champion, challenger)
-            except Unavailable as error:
+            table = jobs[indices[0]].table
+            missing = table.missing(champion.scorer) + (table.missing(challenger.scorer) if challenger else [])
+            if missing:
+                error = Unavailable(f"online features of {jobs[indices[0]].profile.name} lack columns the model needs: "
+                                    f"{missing[:10]}; re-materialize the features")
                 for i in indices:
                     results[i] = error
                 continue
-            scored = champion.scorer.score(X)
-            shadow = challenger.scorer.score(X, explain_rows=False) if challenger is not None else None
+            rows = np.fromiter((jobs[i].row for i in indices), dtype=np.intp, count=len(indices))
+            scored = champion.scorer.score_rows(table.inputs(champion.scorer), rows)
+            shadow = challenger.scorer.score_rows(table.inputs(challenger.scorer), rows, explain_rows=False) if challenger else None
             for position, i in enumerate(indices):
-                record, out = self._output(jobs[i], champion, scored, position, challenger, shadow, now)
+                record, results[i] = self._output(jobs[i], champion, scored, position, challenger, shadow, now)
                 records.append(record)
-                pending.append((i, out))
-        ids = self.log.record_many(records)
-        for (i, out), pid in zip(pending, ids):
-            results[i] = out.model_copy(update={"prediction_id": pid})
-        return results
-
-    def _inputs(self, jobs: list[Job], champion: Loaded, challenger: Loaded | None) -> pd.DataFrame:
-        needed = list(dict.fromkeys([*champion.scorer.inputs, *(challenger.scorer.inputs if challenger else [])]))
-        parts, order = [], []
-        by_table: dict[int, list[int]] = defaultdict(list)
-        for position, job in enumerate(jobs):
-            by_table[id(job.table)].append(position)
-        for positions in by_table.values():
-            table = jobs[positions[0]].table
-            missing = [c for c in needed if c not in table.frame.columns]
-            if missing:
-                raise Unavailable(f"online features of {jobs[0].profile.name} lack columns the model needs: {missing[:10]}; "
-                                  "re-materialize the features")
-            parts.append(table.frame.iloc[[jobs[p].row for p in positions]])
-            order.extend(positions)
-        if len(parts) == 1:
-            return parts[0].reset_index(drop=True)
-        X = pd.concat(parts)
-        X.index = order  # back to job order
-        return X.sort_index()
+        return results, records
 
     def _output(self, job: Job, model: Loaded, scored: Scored, i: int, challenger: Loaded | None, shadow: Scored | None,
                 now: datetime) -> tuple[dict, schemas.PredictionOut]:
         spec, profile = job.spec, job.profile
-        ts = _utc(job.table.frame["ts"].iat[job.row])
+        ts = job.table.ts[job.row]
         age = (now - ts).total_seconds()
         max_age = profile.features.max_age.total_seconds()
         label = scored.labels[i]
@@ -198,12 +206,13 @@ class PredictionService:
             probabilities = {c: round(float(p), 6) for c, p in zip(spec.components, scored.probabilities[i])}
             alerts = [c for c, a in zip(spec.components, scored.alerts[i]) if a]
             stored, predicted = probabilities, label
-        record = dict(fleet=profile.name, device_id=job.device_id, ts=ts, model_name=spec.name, model_version=model.version,
+        prediction_id = new_prediction_id()
+        record = dict(prediction_id=prediction_id, fleet=profile.name, device_id=job.device_id, ts=ts, model_name=spec.name, model_version=model.version,
                       predicted_component=predicted, probabilities=stored, source="api",
                       shadow=_shadow(spec, challenger, shadow, i) if challenger is not None else None)
         e = scored.explanations[i]
         out = schemas.PredictionOut(
-            prediction_id="", fleet=profile.name, device_type=job.device_type, device_id=job.device_id,
+            prediction_id=prediction_id, fleet=profile.name, device_type=job.device_type, device_id=job.device_id,
             prediction_type=spec.prediction_type, model=schemas.ModelRef(name=spec.name, version=model.version),
             label=label, probabilities=probabilities, alerts=alerts,
             anomaly_score=round(score, 6) if score is not None else None,
