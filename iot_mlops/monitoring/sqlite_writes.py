@@ -49,9 +49,9 @@ def _lock_for(database: str) -> FileWriteLock:
     return FileWriteLock(Path(database))
 
 
-def write_lock(engine: sa.Engine) -> ContextManager[None]:
+def write_lock(engine: sa.Engine | str) -> ContextManager[None]:
     """Held around a write transaction: the file lock for a SQLite file, nothing for a server database."""
-    url = engine.url
+    url = engine.url if isinstance(engine, sa.Engine) else sa.engine.make_url(engine)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         return _lock_for(str(Path(url.database).resolve())).hold()
     return nullcontext()

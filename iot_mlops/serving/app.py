@@ -14,7 +14,7 @@ from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from threadpoolctl import threadpool_limits
 
-from iot_mlops.monitoring.sqlite_writes import WalCheckpointer
+from iot_mlops.monitoring.sqlite_writes import WalCheckpointer, write_lock
 from iot_mlops.monitoring.store import FeedbackError, FeedbackStore, PredictionLog, UnknownPredictionError, engine_for
 from iot_mlops.profiles import load_profiles
 from iot_mlops.registry.decisions import DecisionLog
@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     profiles = load_profiles(settings.profiles_dir)
     store_url = psycopg2_url(settings.store)
     tracking_uri, artifacts = settings.tracking_uri, settings.artifacts
-    cache = ModelCache(lambda: ModelRegistry(tracking_uri, artifacts), specs_for(profiles), serving.model_poll_seconds,
+    cache = ModelCache(lambda: _open_registry(tracking_uri, artifacts), specs_for(profiles), serving.model_poll_seconds,
                        serving.explain_top)
     # The request path's writes never run a WAL checkpoint; a thread of the app runs them (SQLite only).
     log = PredictionLog(engine_for(store_url, autocheckpoint=False))
@@ -138,6 +138,12 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     _handlers(app)
     _routes(app)
     return app
+
+
+def _open_registry(tracking_uri: str, artifacts) -> ModelRegistry:
+    # Workers starting together would each create (migrate) a new SQLite tracking database: one at a time.
+    with write_lock(tracking_uri):
+        return ModelRegistry(tracking_uri, artifacts)
 
 
 def _registry(request: Request) -> ModelRegistry:
