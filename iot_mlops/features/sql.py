@@ -48,6 +48,13 @@ def label_of(k: str, step: timedelta) -> str:
     return f"make_timestamp({k} * {step_us} + {anchor})"
 
 
+def bucket_of(ts: str, step: timedelta) -> str:
+    """SQL: number k of the step bucket holding time `ts`: label(k - 1) <= ts < label(k)."""
+    step_us, anchor = bucket_grid(step)
+    # epoch_us(ts) - anchor > 0, so integer division is a floor.
+    return f"(epoch_us({ts}) - {anchor}) // {step_us} + 1"
+
+
 def first_label_at_or_after(ts: datetime, step: timedelta) -> int:
     step_us, anchor = bucket_grid(step)
     return -((anchor - _micros(ts - datetime(1970, 1, 1))) // step_us)
@@ -66,12 +73,10 @@ def bucket_stats(profile: FleetProfile) -> list[str]:
 
 def bucket_sql(profile: FleetProfile, telemetry: str) -> str:
     """Per device and step bucket k: count, sum, sum of squares, min and max of each sensor (those needed)."""
-    step_us, anchor = bucket_grid(profile.features.step)
     exprs = {"n": "count({c})", "sum": "sum({c})", "sq": "sum({c} * {c})", "min": "min({c})", "max": "max({c})"}
     stats = bucket_stats(profile)
     aggs = [f"{exprs[stat].format(c=ident(s))} AS {ident(f'{s}__{stat}')}" for s in profile.sensor_names for stat in stats]
-    # epoch_us(ts) - anchor > 0, so integer division is a floor: ts lies in the bucket labelled k.
-    return f"SELECT device_id, (epoch_us(ts) - {anchor}) // {step_us} + 1 AS k, {', '.join(aggs)} FROM {telemetry} GROUP BY ALL"
+    return f"SELECT device_id, {bucket_of('ts', profile.features.step)} AS k, {', '.join(aggs)} FROM {telemetry} GROUP BY ALL"
 
 
 def _stat(s: str, stat: str, label: str | None) -> str:
@@ -158,55 +163,88 @@ def hours(earlier: str, later: str) -> str:
     return f"(epoch_us({later}) - epoch_us({earlier})) / 3.6e9"
 
 
-def event_sql(profile: FleetProfile) -> list[str]:
-    """CTE `evf` on the narrow key table `keys` (device_id, t): error counts over the error window, hours since events.
-
-    One table `state` holds, per device and event time, the latest time so far of each tracked
-    (kind, value) and the running count of each error code. An ASOF join at t gives every key
-    the newest state strictly before t; a second one at t - error_window gives the counts to
-    subtract. Keys stay narrow: an ASOF join sorts everything it carries.
-    """
-    spec = profile.features
-    codes = list(profile.error_codes)
+def _tracked(profile: FleetProfile) -> list[tuple[str, str, str]]:
+    """(kind, value, feature) of each event whose latest time is tracked, maintenance first."""
     since = [("maintenance", c, f"hours_since_maint_{c}") for c in profile.components]
-    since += [("error", code, f"hours_since_error_{code.lower()}") for code in codes]
-    if not since:
-        return ["evf AS (SELECT device_id, t FROM keys)"]
+    return since + [("error", code, f"hours_since_error_{code.lower()}") for code in profile.error_codes]
+
+
+def event_state_sql(profile: FleetProfile, events: str) -> str | None:
+    """Table `es`: per device and step bucket k holding tracked events, the state after them; None if none are tracked.
+
+    The state is the latest time so far of each tracked event (l0, l1, ...) and the running
+    count of each error code (c0, c1, ...); `__r` numbers the rows. An event at ts lies in
+    bucket k exactly when label(k - 1) <= ts < label(k), so the newest state strictly before a
+    feature time label(k) is the state of the last bucket at or before k.
+    """
+    tracked = _tracked(profile)
+    if not tracked:
+        return None
 
     def is_event(kind: str, value: str) -> str:
         return f"kind = {sql_str(kind)} AND value = {sql_str(value)}"
 
-    tracked = " OR ".join(f"({is_event(kind, value)})" for kind, value, _ in since)
-    state_cols = [f"max(ts) FILTER (WHERE {is_event(kind, value)}) OVER v AS l{i}" for i, (kind, value, _) in enumerate(since)]
-    state_cols += [f"count(*) FILTER (WHERE {is_event('error', code)}) OVER v AS c{j}" for j, code in enumerate(codes)]
-    state = (f"SELECT DISTINCT device_id, ts, {', '.join(state_cols)} FROM ev WHERE {tracked} "
-             "WINDOW v AS (PARTITION BY device_id ORDER BY ts RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)")
+    codes = list(profile.error_codes)
+    marks = [f"max(ts) FILTER (WHERE {is_event(kind, value)}) AS l{i}" for i, (kind, value, _) in enumerate(tracked)]
+    marks += [f"count(*) FILTER (WHERE {is_event('error', code)}) AS n{j}" for j, code in enumerate(codes)]
+    state = [f"max(l{i}) OVER v AS l{i}" for i in range(len(tracked))]
+    state += [f"CAST(sum(n{j}) OVER v AS BIGINT) AS c{j}" for j in range(len(codes))]
+    any_event = " OR ".join(f"({is_event(kind, value)})" for kind, value, _ in tracked)
+    buckets = f"SELECT device_id, {bucket_of('ts', profile.features.step)} AS k, {', '.join(marks)} FROM {events} WHERE {any_event} GROUP BY ALL"
+    return (f"SELECT device_id, k, row_number() OVER () AS __r, {', '.join(state)} FROM ({buckets}) "
+            "WINDOW v AS (PARTITION BY device_id ORDER BY k ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)")
+
+
+def event_sql(profile: FleetProfile) -> tuple[str, list[str], list[str], list[str]]:
+    """(bucket marks, window expressions over `w`, joins, columns) of the event features, from table `es`.
+
+    The marks put, per device and bucket, `__s`: the row of `es` that starts there, and
+    `__p`: the one that starts error_window earlier. In the window pass `__rs` (`__rp`) is
+    the last `__s` (`__p`) so far, the state in effect at a feature time t (at t -
+    error_window); the error counts are their difference.
+    """
+    spec = profile.features
+    codes = list(profile.error_codes)
+    if not codes:
+        marks = "SELECT device_id, k, __r AS __s FROM es"
+    else:
+        back = spec.error_window // spec.step
+        marks = ("SELECT device_id, k, max(__r) FILTER (WHERE NOT late) AS __s, max(__r) FILTER (WHERE late) AS __p "
+                 f"FROM (SELECT device_id, k, __r, false AS late FROM es UNION ALL SELECT device_id, k + {back}, __r, true FROM es) GROUP BY ALL")
+    frame = "OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+    windows = [f"last_value(__s IGNORE NULLS) {frame} AS __rs", *([f"last_value(__p IGNORE NULLS) {frame} AS __rp"] if codes else [])]
+    joins = ["LEFT JOIN es s ON s.__r = r.__rs", *(["LEFT JOIN es p ON p.__r = r.__rp"] if codes else [])]
     label = window_label(spec.error_window)
-    select = [f"coalesce(s.c{j}, 0) - coalesce(p.c{j}, 0) AS {ident(f'errors_{code.lower()}_{label}')}" for j, code in enumerate(codes)]
-    select += [f"{_round(hours(f's.l{i}', 'r.t'))} AS {ident(name)}" for i, (_, _, name) in enumerate(since)]
-    joins = ["ASOF LEFT JOIN state s ON s.device_id = r.device_id AND s.ts < r.t"]
-    if codes:
-        joins.append(f"ASOF LEFT JOIN state p ON p.device_id = r.device_id AND p.ts < r.t - {interval(spec.error_window)}")
-    return [f"state AS ({state})", f"evf AS (SELECT r.device_id, r.t, {', '.join(select)} FROM keys r {' '.join(joins)})"]
+    columns = [f"coalesce(s.c{j}, 0) - coalesce(p.c{j}, 0) AS {ident(f'errors_{code.lower()}_{label}')}" for j, code in enumerate(codes)]
+    columns += [f"{_round(hours(f's.l{i}', 'r.t'))} AS {ident(name)}" for i, (_, _, name) in enumerate(_tracked(profile))]
+    return marks, windows, joins, columns
 
 
 def features_sql(profile: FleetProfile, telemetry: str, events: str | None, devices: str, start: str, end: str) -> str:
-    """The full feature query for feature times t in [start, end)."""
+    """The full feature query for feature times t in [start, end).
+
+    Event buckets join the telemetry buckets (a full join: events also fall in buckets without
+    telemetry, or before it), so one window pass over each device's buckets computes the
+    rolling aggregates and finds the event state; only buckets with telemetry are kept.
+    """
     step = profile.features.step
     first, stop = (first_label_at_or_after(datetime.fromisoformat(x), step) for x in (start, end))
-    rolling = ", ".join(rolling_sql(profile) + step_sql(profile))
-    windows = "".join(", " + w for w in window_sql(profile))
+    rolling = rolling_sql(profile) + step_sql(profile)
     events_src = events or "(SELECT NULL::VARCHAR AS device_id, NULL::TIMESTAMP AS ts, NULL::VARCHAR AS kind, NULL::VARCHAR AS value WHERE false)"
+    state = event_state_sql(profile, events_src)
+    marks, event_windows, event_joins, event_columns = event_sql(profile) if state else ("", [], [], [])
+    windows = "".join(", " + w for w in window_sql(profile) + event_windows)
     attrs = profile.source.devices.attributes
     attr_cols = [f"round(d.{ident(a.name)}, {DECIMALS}) AS {ident(a.name)}" if a.kind == "numeric" else f"d.{ident(a.name)}" for a in attrs]
-    ctes = ",\n".join([
-        f"b AS ({bucket_sql(profile, telemetry)})",
-        f"wb AS (SELECT *{windows} FROM b WINDOW w AS (PARTITION BY device_id ORDER BY k))",
-        f"rolled AS (SELECT device_id, {label_of('k', step)} AS t, {rolling} FROM wb WHERE k >= {first} AND k < {stop})",
-        f"ev AS (SELECT device_id, ts, kind, value FROM {events_src})",
-        "keys AS (SELECT device_id, t FROM rolled)",
-        *event_sql(profile),
-    ])  # fmt: skip
-    columns = ", ".join(["r.device_id", "r.t AS ts", "r.* EXCLUDE (device_id, t)", "evf.* EXCLUDE (device_id, t)", *attr_cols])
-    return (f"WITH {ctes}\nSELECT {columns}\nFROM rolled r JOIN evf USING (device_id, t)\n"
-            f"LEFT JOIN {devices} d ON d.device_id = r.device_id\n")
+    has_telemetry = f"{ident(profile.sensor_names[0] + '__n')} IS NOT NULL"  # a count: NULL only on rows of events alone
+    lookups = [w.rsplit(" AS ", 1)[1] for w in event_windows]
+    buckets = f"b FULL JOIN ({marks}) USING (device_id, k)" if state else "b"
+    ctes = [f"b AS ({bucket_sql(profile, telemetry)})", *([f"es AS ({state})"] if state else [])]
+    ctes += [
+        f"wb AS (SELECT *{windows} FROM {buckets} WINDOW w AS (PARTITION BY device_id ORDER BY k))",
+        f"rolled AS (SELECT {', '.join(['device_id', label_of('k', step) + ' AS t', *lookups, *rolling])} "
+        f"FROM wb WHERE k >= {first} AND k < {stop} AND {has_telemetry})",
+    ]
+    columns = ", ".join(["r.device_id", "r.t AS ts", f"r.* EXCLUDE ({', '.join(['device_id', 't', *lookups])})", *event_columns, *attr_cols])
+    joins = " ".join([*event_joins, f"LEFT JOIN {devices} d ON d.device_id = r.device_id"])
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT {columns}\nFROM rolled r {joins}\n"
