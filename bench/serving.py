@@ -163,7 +163,17 @@ def ours(work: Path, env: dict, workers: int, log_name: str) -> tuple[subprocess
     log = work / log_name
     process = start([sys.executable, "-c", code], env, log)
     wait_ready(f"http://127.0.0.1:{port}/readyz", process, log)
+    # /readyz answers once one worker is up; clients connecting before the others listen would all stay on it.
+    deadline = time.monotonic() + 120
+    while listening(port) < workers and time.monotonic() < deadline:
+        time.sleep(0.2)
     return process, f"http://127.0.0.1:{port}"
+
+
+def listening(port: int) -> int:
+    """Listening TCP sockets on the port (one per worker), from /proc/net/tcp."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A")
 
 
 def mlflow_serve(work: Path, env: dict, workers: int) -> tuple[subprocess.Popen, str]:
