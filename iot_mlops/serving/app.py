@@ -24,7 +24,7 @@ from iot_mlops.serving import catalog, schemas
 from iot_mlops.serving.auth import AuthError, KeyRing, Principal, Role, parse_keys, require
 from iot_mlops.serving.batching import MicroBatcher
 from iot_mlops.serving.config import ServingSettings
-from iot_mlops.serving.models import ModelCache, specs_for
+from iot_mlops.serving.models import ModelCache, specs_for, sqlite_changes
 from iot_mlops.serving.service import OnlineFeatures, PredictionService, ServingError
 from iot_mlops.settings import Settings, get_settings
 
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     store_url = psycopg2_url(settings.store)
     tracking_uri, artifacts = settings.tracking_uri, settings.artifacts
     cache = ModelCache(lambda: _open_registry(tracking_uri, artifacts), specs_for(profiles), serving.model_poll_seconds,
-                       serving.explain_top)
+                       serving.explain_top, changed=sqlite_changes(tracking_uri))
     # The request path's writes never run a WAL checkpoint; a thread of the app runs them (SQLite only).
     log = PredictionLog(engine_for(store_url, autocheckpoint=False))
     checkpointer = WalCheckpointer(engine_for(store_url))

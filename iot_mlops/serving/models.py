@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,6 +26,7 @@ from iot_mlops.training.runs import model_name
 log = logging.getLogger(__name__)
 ANOMALY = "anomaly"
 ALIASES = (CHAMPION, CHALLENGER)
+FULL_POLL_SECONDS = 60.0
 # What a registry or artifact store can raise while it is unreachable or a version is broken: reported, old model kept.
 LOAD_ERRORS = (MlflowException, ModelNotFound, UntrustedModelError, SQLAlchemyError, OSError, ValueError)
 
@@ -61,6 +63,34 @@ class AliasState:
     checked_at: float = 0.0
 
 
+def sqlite_changes(tracking_uri: str) -> Callable[[], bool] | None:
+    """For a SQLite tracking database: a probe telling whether it was written since the last call (an alias move
+    is a write); None for a server database."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    seen: list[object] = []
+
+    def changed() -> bool:
+        now: list[object] = []
+        for file in (database, database.with_name(database.name + "-wal")):
+            try:
+                stat = file.stat()
+                now.append((stat.st_ino, stat.st_mtime_ns, stat.st_size))
+            except FileNotFoundError:
+                now.append(None)
+        try:
+            with open(database, "rb") as handle:
+                now.append(handle.read(28)[24:])  # the header's change counter: every commit outside WAL mode bumps it
+        except FileNotFoundError:
+            now.append(None)
+        different = now != seen
+        seen[:] = now
+        return different
+
+    return changed
+
+
 def specs_for(profiles: dict[str, FleetProfile]) -> dict[str, ModelSpec]:
     """Per fleet: the failure model (the profile's prediction type) and the anomaly model, by registered name."""
     out = {}
@@ -75,7 +105,7 @@ class ModelCache:
     """The current champion and challenger of each served model."""
 
     def __init__(self, registry: Callable[[], ModelRegistry], specs: dict[str, ModelSpec], poll_seconds: float = 2.0,
-                 explain_top: int = 5):
+                 explain_top: int = 5, changed: Callable[[], bool] | None = None):
         self._registry_factory, self._registry = registry, None
         self.specs, self.poll_seconds, self.explain_top = specs, poll_seconds, explain_top
         self._models: dict[tuple[str, str], Loaded] = {}
@@ -84,6 +114,9 @@ class ModelCache:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.poller_error: str | None = None
+        # Asking the registry costs ~10 ms of CPU that requests in flight wait for: skipped while `changed` says
+        # nothing was written, except once a minute.
+        self.changed = changed
 
     @property
     def registry(self) -> ModelRegistry:
@@ -168,9 +201,12 @@ class ModelCache:
             self._thread = None
 
     def _poll(self) -> None:
+        asked = time.monotonic()
         try:
             while not self._stop.is_set():
-                self.refresh()
+                if self.changed is None or self.changed() or time.monotonic() - asked >= FULL_POLL_SECONDS:
+                    self.refresh()
+                    asked = time.monotonic()
                 self._stop.wait(self.poll_seconds)
         except BaseException as error:  # a bug, not an outage: /readyz reports it rather than serving stale models silently
             self.poller_error = f"{type(error).__name__}: {error}"

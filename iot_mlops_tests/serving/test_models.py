@@ -137,3 +137,23 @@ def test_not_ready_without_a_champion(tmp_path, served):
         assert ready.status_code == 503 and ready.json()["detail"] == "no champion loaded"
         response = api.predict()
         assert response.status_code == 503 and "no champion" in response.json()["detail"]
+
+
+def test_the_registry_probe_sees_every_write_to_a_sqlite_tracking_database(tmp_path):
+    import sqlite3
+
+    from iot_mlops.serving.models import sqlite_changes
+
+    database = tmp_path / "mlflow.db"
+    assert sqlite_changes("postgresql://host/mlflow") is None
+    changed = sqlite_changes(f"sqlite:///{database}")
+    with sqlite3.connect(database) as conn:
+        conn.execute("CREATE TABLE aliases (name TEXT PRIMARY KEY, version INTEGER)")
+        conn.execute("INSERT INTO aliases VALUES ('champion', 1)")
+    assert changed() is True
+    assert changed() is False
+    for version in (2, 3):  # same size, maybe the same mtime tick: the header's change counter still moves
+        with sqlite3.connect(database) as conn:
+            conn.execute("UPDATE aliases SET version = ?", (version,))
+        assert changed() is True
+        assert changed() is False
