@@ -21,7 +21,7 @@ from iot_mlops.registry.decisions import DecisionLog
 from iot_mlops.registry.lifecycle import RollbackError
 from iot_mlops.registry.mlflow_service import ModelNotFound, ModelRegistry, psycopg2_url
 from iot_mlops.serving import catalog, schemas
-from iot_mlops.serving.auth import AuthError, KeyRing, Principal, Role, parse_keys, require
+from iot_mlops.serving.auth import AuthError, KeyRing, Principal, Role, document_keys, parse_keys, require
 from iot_mlops.serving.batching import MicroBatcher
 from iot_mlops.serving.config import ServingSettings
 from iot_mlops.serving.models import ModelCache, specs_for, sqlite_changes
@@ -137,6 +137,13 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     app.add_middleware(BodyLimit, max_bytes=serving.max_body_bytes)
     _handlers(app)
     _routes(app)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_keys(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app
 
 

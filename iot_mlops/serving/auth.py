@@ -13,8 +13,7 @@ import secrets
 from dataclasses import dataclass
 from enum import IntEnum
 
-from fastapi import Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi import Request
 
 HEADER = "X-API-Key"
 _HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -86,18 +85,31 @@ class KeyRing:
         return found
 
 
-api_key_header = APIKeyHeader(name=HEADER, auto_error=False, description="API key; roles reader < operator < admin.")
+SCHEME = "APIKeyHeader"
 
 
 def require(role: Role):
     """A FastAPI dependency: the caller's principal, if its role is at least `role`."""
 
-    # async: FastAPI runs a plain function dependency in a worker thread, a thread hop on every request.
-    async def dependency(request: Request, key: str | None = Security(api_key_header)) -> Principal:
-        principal = request.app.state.keys.identify(key)
+    # The header is read here, not through a Security() sub-dependency: FastAPI resolves every dependency on every
+    # request, and this one guards the prediction hot path. `document_keys` states the scheme in the OpenAPI schema.
+    async def dependency(request: Request) -> Principal:
+        principal = request.app.state.keys.identify(request.headers.get(HEADER))
         if principal.role < role:
             raise AuthError(403, f"this endpoint needs role {role.name}; key {principal.name!r} has role {principal.role.name}")
         return principal
 
     dependency.__name__ = f"require_{role.name}"
     return dependency
+
+
+def document_keys(schema: dict) -> dict:
+    """The API key scheme in an OpenAPI schema, required by every /api operation."""
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes[SCHEME] = {"type": "apiKey", "in": "header", "name": HEADER,
+                       "description": "API key; roles reader < operator < admin."}
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith("/api/"):
+            for operation in operations.values():
+                operation["security"] = [{SCHEME: []}]
+    return schema

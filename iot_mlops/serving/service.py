@@ -85,10 +85,11 @@ class OnlineFeatures:
     def __init__(self, lake_root: Path):
         self.lake = Lake(lake_root)
         self._tables: dict[str, FeatureTable] = {}
+        self._paths: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def table(self, fleet: str) -> FeatureTable | None:
-        path = self.lake.table_file(fleet, ONLINE_TABLE)
+        path = self._paths.get(fleet) or self._paths.setdefault(fleet, str(self.lake.table_file(fleet, ONLINE_TABLE)))
         try:
             stat = os.stat(path)
         except FileNotFoundError:
