@@ -7,7 +7,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -226,8 +226,9 @@ class PredictionLog(_Store):
         """Record several predictions (each with `record`'s keyword arguments) in one transaction; returns their ids."""
         rows = [_prediction_row(**r) for r in records]
         if rows:
+            insert = _inserter(self.engine.dialect, predictions, rows)  # before the write lock: it is held shorter
             with self._write() as conn:
-                _insert(conn, predictions, rows)
+                insert(conn)
         return [r["prediction_id"] for r in rows]
 
     def get(self, prediction_id: str) -> dict[str, Any] | None:
@@ -257,17 +258,17 @@ def _prediction_row(*, fleet: str, device_id: str, ts: datetime, model_name: str
                 shadow=dict(shadow) if shadow is not None else None)
 
 
-def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """INSERT rows; on SQLite straight through the driver's executemany, with the columns' own bind processors
-    (SQLAlchemy's per-row parameter handling costs more than SQLite's insert: it is the serving hot path)."""
-    if conn.dialect.name != "sqlite":
-        conn.execute(table.insert(), rows)
-        return
+def _inserter(dialect: sa.Dialect, table: sa.Table, rows: list[dict[str, Any]]) -> Callable[[sa.Connection], Any]:
+    """INSERT of the rows, its parameters ready. On SQLite straight through the driver's executemany, with the
+    columns' own bind processors (SQLAlchemy's per-row parameter handling costs more than SQLite's insert: it is
+    the serving hot path)."""
+    if dialect.name != "sqlite":
+        return lambda conn: conn.execute(table.insert(), rows)
     columns = list(table.columns)
-    processors = [column.type.bind_processor(conn.dialect) for column in columns]
+    processors = [column.type.bind_processor(dialect) for column in columns]
     names, marks = ", ".join(c.name for c in columns), ", ".join("?" * len(columns))
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})",
-                         [tuple(p(r[c.name]) if p else r[c.name] for c, p in zip(columns, processors)) for r in rows])
+    params = [tuple(p(r[c.name]) if p else r[c.name] for c, p in zip(columns, processors)) for r in rows]
+    return lambda conn: conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", params)
 
 
 def new_prediction_id() -> str:
