@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import os
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -46,14 +46,16 @@ class FileWriteLock:
 
 @functools.lru_cache(maxsize=16)
 def _lock_for(database: str) -> FileWriteLock:
-    return FileWriteLock(Path(database))
+    # Keyed by the path as written; resolved once here, not on every write. Two spellings of one file get two
+    # objects, whose flocks on separate open files still exclude each other.
+    return FileWriteLock(Path(database).resolve())
 
 
 def write_lock(engine: sa.Engine | str) -> ContextManager[None]:
     """Held around a write transaction: the file lock for a SQLite file, nothing for a server database."""
     url = engine.url if isinstance(engine, sa.Engine) else sa.engine.make_url(engine)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        return _lock_for(str(Path(url.database).resolve())).hold()
+        return _lock_for(url.database).hold()
     return nullcontext()
 
 
