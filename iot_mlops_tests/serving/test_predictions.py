@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pandas as pd
 from scipy.special import expit
@@ -9,9 +11,11 @@ from scipy.special import expit
 from iot_mlops.monitoring.store import PredictionLog
 from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION
 from iot_mlops.serving.explain import _c
+from iot_mlops.serving.service import OnlineFeatures
 from iot_mlops.training.anomaly import anomaly_scores
 from iot_mlops.training.model import probabilities
-from iot_mlops_tests.serving.conftest import ANOMALY, COMPONENTS, DEVICE_TYPE, FAILURE, FLEET, FRESH, STALE, Api, write_online
+from iot_mlops_tests.serving.conftest import (ANOMALY, COMPONENTS, DEVICE_TYPE, FAILURE, FLEET, FRESH, STALE, Api, online_rows,
+                                              write_online)
 
 
 def row(api: Api, device: str) -> pd.DataFrame:
@@ -146,3 +150,17 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(api: Api):
         by_device.setdefault(body["device_id"], set()).add(tuple(sorted(body["probabilities"].items())))
     assert all(len(v) == 1 for v in by_device.values())
     assert len({b["prediction_id"] for b in bodies}) == len(bodies)
+
+
+def test_a_replaced_online_table_is_served_after_the_recheck_interval(tmp_path):
+    now = [0.0]
+    features = OnlineFeatures(tmp_path, recheck_seconds=1.0, clock=lambda: now[0])
+    assert features.table(FLEET) is None
+    first = online_rows(datetime.now(UTC))
+    write_online(tmp_path, FLEET, first)
+    assert list(features.table(FLEET).rows) == list(first["device_id"])  # a missing table is looked for every time
+    write_online(tmp_path, FLEET, first.iloc[:2])
+    now[0] = 0.5
+    assert len(features.table(FLEET).rows) == len(first)  # within the interval: no stat, the table in memory
+    now[0] = 1.5
+    assert list(features.table(FLEET).rows) == list(first["device_id"][:2])
