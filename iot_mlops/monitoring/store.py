@@ -150,8 +150,9 @@ def engine_for(url: str, autocheckpoint: bool = True) -> sa.Engine:
             dbapi_conn.isolation_level = None  # transactions are begun below, not by the driver
             # WAL with synchronous=NORMAL: a commit survives the process crashing, not a power cut (no fsync per
             # commit; checkpoints still sync). Production stores are Postgres.
+            # journal_size_limit: a WAL that was long is cut back to 64 MB when it starts over.
             for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON", "busy_timeout = 30000",
-                           f"wal_autocheckpoint = {1000 if autocheckpoint else 0}"):
+                           f"wal_autocheckpoint = {1000 if autocheckpoint else 0}", "journal_size_limit = 67108864"):
                 dbapi_conn.execute(f"PRAGMA {pragma}")
 
         @sa.event.listens_for(engine, "begin")

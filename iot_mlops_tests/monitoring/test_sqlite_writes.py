@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,3 +77,32 @@ def test_prediction_ids_are_uuid7_in_time_order():
         time.sleep(0.002)
     assert all(uuid.UUID(i).version == 7 for i in ids)
     assert sorted(ids) == ids and len(set(ids)) == 5
+
+
+def test_a_wal_written_to_without_pause_starts_over_and_stays_bounded(tmp_path):
+    database = tmp_path / "operational.db"
+    url = f"sqlite:///{database}"
+    st.PredictionLog(url)  # tables first
+    checkpointer = WalCheckpointer(st.engine_for(url), restart_frames=200)
+    stop, written = threading.Event(), []
+
+    def writer() -> None:
+        log = st.PredictionLog(st.engine_for(url, autocheckpoint=False))
+        while not stop.is_set():
+            log.record_many(records(5, "d0"))
+            written.append(5)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        seen = []
+        for _ in range(30):
+            time.sleep(0.05)
+            seen.append(checkpointer.checkpoint())
+    finally:
+        stop.set()
+        thread.join()
+    frames = [f for f, _ in seen]
+    assert max(frames) > 200 and any(b < a for a, b in zip(frames, frames[1:]))  # it grew past the limit, then restarted
+    assert any(f == c for f, c in seen)  # a restart copies every frame
+    assert st.PredictionLog(url).count() == sum(written)
