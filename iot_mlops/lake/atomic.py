@@ -6,7 +6,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
@@ -35,16 +34,6 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> Path:
 def temp_path(target: Path) -> Path:
     """A hidden, unique temp file name beside `target`, marked with this process's id."""
     return target.parent / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}-{target.name}"
-
-
-def fsync_files(paths: list[Path]) -> None:
-    """Flush files to disk, several at a time (fsync waits on the disk, not the CPU)."""
-    def sync(path: Path) -> None:
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(sync, paths))
 
 
 def remove_stale_temp_files(folder: Path) -> None:
