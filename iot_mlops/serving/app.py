@@ -23,8 +23,8 @@ from iot_mlops.registry.mlflow_service import ModelNotFound, ModelRegistry, psyc
 from iot_mlops.serving import catalog, schemas
 from iot_mlops.serving.auth import AuthError, KeyRing, Principal, Role, document_keys, parse_keys, require
 from iot_mlops.serving.batching import MicroBatcher
-from iot_mlops.serving.lean_route import LeanRoute
 from iot_mlops.serving.config import ServingSettings
+from iot_mlops.serving.lean_route import LeanRoute
 from iot_mlops.serving.models import ModelCache, specs_for, sqlite_changes
 from iot_mlops.serving.service import OnlineFeatures, PredictionService, ServingError
 from iot_mlops.settings import Settings, get_settings

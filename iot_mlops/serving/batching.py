@@ -47,8 +47,8 @@ class RecordWriter:
             item = self._queue.get()
             if item is STOP:
                 return
-            waiting, stop = [item], False
-            while sum(len(records) for records, _, _ in waiting) < self.max_records:
+            waiting, count, stop = [item], len(item[0]), False
+            while count < self.max_records:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
@@ -57,6 +57,7 @@ class RecordWriter:
                     stop = True
                     break
                 waiting.append(more)
+                count += len(more[0])
             try:
                 self.write([record for records, _, _ in waiting for record in records])
                 outcome: BaseException | None = None

@@ -89,14 +89,13 @@ class OnlineFeatures:
         self.lake, self.recheck_seconds, self.clock = Lake(lake_root), recheck_seconds, clock
         self._tables: dict[str, FeatureTable] = {}
         self._checked: dict[str, float] = {}
-        self._paths: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def table(self, fleet: str) -> FeatureTable | None:
         cached, now = self._tables.get(fleet), self.clock()
         if cached is not None and now - self._checked[fleet] < self.recheck_seconds:
             return cached
-        path = self._paths.get(fleet) or self._paths.setdefault(fleet, str(self.lake.table_file(fleet, ONLINE_TABLE)))
+        path = self.lake.table_file(fleet, ONLINE_TABLE)
         try:
             stat = os.stat(path)
         except FileNotFoundError:
@@ -216,8 +215,8 @@ class PredictionService:
             alerts = [c for c, a in zip(spec.components, scored.alerts[i]) if a]
             stored, predicted = probabilities, label
         prediction_id = new_prediction_id()
-        record = dict(prediction_id=prediction_id, fleet=profile.name, device_id=job.device_id, ts=ts, model_name=spec.name, model_version=model.version,
-                      predicted_component=predicted, probabilities=stored, source="api",
+        record = dict(prediction_id=prediction_id, fleet=profile.name, device_id=job.device_id, ts=ts, model_name=spec.name,
+                      model_version=model.version, predicted_component=predicted, probabilities=stored, source="api",
                       shadow=_shadow(spec, challenger, shadow, i) if challenger is not None else None)
         e = scored.explanations[i]
         out = schemas.PredictionOut(

@@ -10,6 +10,20 @@ import pytest
 from iot_mlops.serving.batching import MicroBatcher, RecordWriter
 
 
+def submit_all(score, write, items) -> list:
+    """Every item submitted at once to a running batcher; results or exceptions, in order."""
+
+    async def main():
+        batcher = MicroBatcher(score, write)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(i) for i in items), return_exceptions=True)
+        finally:
+            await batcher.stop()
+
+    return asyncio.run(main())
+
+
 def test_every_record_is_written_once_and_answered_after_it_is_stored():
     written: list[int] = []
     calls: list[int] = []
@@ -45,15 +59,7 @@ def test_a_failed_write_answers_every_waiting_request_with_its_error():
     def write(records):
         raise StoreDown("disk full")
 
-    async def main():
-        batcher = MicroBatcher(lambda items: (list(items), list(items)), write)
-        await batcher.start()
-        try:
-            return await asyncio.gather(*(batcher.submit(i) for i in range(10)), return_exceptions=True)
-        finally:
-            await batcher.stop()
-
-    results = asyncio.run(main())
+    results = submit_all(lambda items: (list(items), list(items)), write, range(10))
     assert len(results) == 10 and all(isinstance(r, StoreDown) for r in results)
 
 
@@ -63,15 +69,7 @@ def test_a_scoring_error_stays_with_its_own_request_and_nothing_is_written_for_i
     def score(items):
         return [ValueError(f"bad {i}") if i % 2 else i for i in items], [i for i in items if i % 2 == 0]
 
-    async def main():
-        batcher = MicroBatcher(score, written.extend)
-        await batcher.start()
-        try:
-            return await asyncio.gather(*(batcher.submit(i) for i in range(6)), return_exceptions=True)
-        finally:
-            await batcher.stop()
-
-    results = asyncio.run(main())
+    results = submit_all(score, written.extend, range(6))
     assert [r if not isinstance(r, ValueError) else str(r) for r in results] == [0, "bad 1", 2, "bad 3", 4, "bad 5"]
     assert sorted(written) == [0, 2, 4]
 
