@@ -33,8 +33,9 @@ app.command()(decisions)
 app.command()(retrain)
 
 
+@app.callback()
 def _dagster_home() -> None:
-    """Use the project's embedded instance (dagster.yaml here) unless DAGSTER_HOME is set."""
+    """Every command uses one Dagster instance: DAGSTER_HOME, else this folder when it holds dagster.yaml."""
     if not os.environ.get("DAGSTER_HOME") and Path("dagster.yaml").is_file():
         os.environ["DAGSTER_HOME"] = str(Path.cwd())
     if not os.environ.get("DAGSTER_HOME"):
@@ -53,7 +54,6 @@ def demo(
     drift_days: Annotated[int, typer.Option(min=1, help="Last days with drift: a batch of new-model heaters joins the fleet.")] = 3,
 ) -> None:
     """Simulate a water-heater fleet and run the whole loop: history, first model, nights with drift, retraining."""
-    _dagster_home()
     warnings.filterwarnings("ignore")
     from iot_mlops.demo import format_summary, run_demo
 

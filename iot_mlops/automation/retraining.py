@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -67,20 +70,64 @@ def last_fired_day(log: DecisionLog, fleet: str, sensor: str) -> str | None:
     return ((fired[-1].details or {}).get("figures") or {}).get("day") if fired else None
 
 
-def manual_retraining(fleet: str, reason: str, actor: str):
-    """Log a manual trigger, then run `<fleet>_retraining` in this process on the current instance."""
+def manual_retraining(defs, fleet: str, reason: str, actor: str, instance, on_event=None):
+    """Run `<fleet>_retraining` in this process with its reason; the run's first step logs the trigger.
+
+    The decision is written inside the run (as when launched from the UI), so no trigger is ever
+    logged for a run that does not exist. `on_event(step_key, event_type, seconds)` reports progress.
+    """
     import dagster as dg
 
-    from iot_mlops.definitions import build_definitions
-    from iot_mlops.profiles import load_profiles
-    from iot_mlops.registry.resource import RegistryResource
-    from iot_mlops.settings import get_settings
+    from iot_mlops.training.assets import ACTOR_TAG, TRIGGER_TAG
 
-    profile = load_profiles(get_settings().profiles_dir)[fleet]
-    log = RegistryResource.from_settings().decision_log()
-    condition = Condition("manual", True, reason, key=None, figures={})
-    decision_id = log.record(fleet, "retrain_triggered", reason, actor, model_name=model_name(profile, profile.target.prediction_type),
-                             details={"sensor": "manual"})
-    tags = Outcome(Verdict("trigger", reason, condition), decision_id).tags | {TRIGGER_TAG: "manual"}
-    job = build_definitions().resolve_job_def(retraining_job_name(fleet))
-    return decision_id, job.execute_in_process(instance=dg.DagsterInstance.get(), tags=tags, raise_on_error=False)
+    job = defs.resolve_job_def(retraining_job_name(fleet))
+    run_id = str(uuid.uuid4())  # known before the run starts, so progress can follow it
+    config = {"ops": {f"{fleet}__training_dataset": {"config": {"reason": reason}}}}
+    with _progress(instance, run_id, on_event):
+        return job.execute_in_process(run_config=config, instance=instance, run_id=run_id, raise_on_error=False,
+                                      tags={TRIGGER_TAG: "manual", ACTOR_TAG: actor})
+
+
+@contextmanager
+def _progress(instance, run_id: str, on_event):
+    """Poll the run's step events from the instance while it executes, and pass each new one on."""
+    import dagster as dg
+
+    if on_event is None:
+        yield
+        return
+    kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+    done, seen, started = threading.Event(), set(), {}
+
+    def poll() -> None:
+        while True:
+            stopping = done.wait(1.0)
+            for record in instance.all_logs(run_id, of_type=kinds):
+                key = (record.step_key, record.dagster_event.event_type_value)
+                if key in seen:
+                    continue
+                seen.add(key)
+                if record.dagster_event.event_type == dg.DagsterEventType.STEP_START:
+                    started[record.step_key] = record.timestamp
+                on_event(record.step_key, record.dagster_event.event_type_value,
+                         record.timestamp - started.get(record.step_key, record.timestamp))
+            if stopping:
+                return
+
+    thread = threading.Thread(target=poll, name="retraining-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def gate_verdicts(log: DecisionLog, run_id: str) -> list[str]:
+    """One line per model the run's gate decided on: promoted or rejected, and why."""
+    lines = []
+    for d in log.list():
+        if d.run_id == run_id and d.action in {"promoted", "rejected"}:
+            kept = f"champion was v{d.from_version}" if d.action == "promoted" else f"v{d.from_version} stays champion"
+            lines.append(f"{d.model_name} v{d.to_version} {d.action} ({kept if d.from_version else 'no champion before'}): {d.reason}")
+    return lines

@@ -46,8 +46,10 @@ def gate_assets(profile: FleetProfile, profile_dir: Path) -> list:
         failures = failures_frame(lake, fleet)
         store, log = registry.registry(), registry.decision_log()
         actor = f"champion_gate:{trigger(context)}:{context.run_id[:8]}"
-        # Links the gate's decision to the sensor decision that started this run, if one did.
-        triggered_by = {"trigger": trigger(context), "trigger_decision_id": context.run.tags.get(DECISION_TAG)}
+        # Links the gate's decision to the decision that started this run: a sensor's (run tag) or a manual one (same run).
+        started_by = context.run.tags.get(DECISION_TAG) or next(
+            (str(d.id) for d in log.list(fleet=fleet, actions={"retrain_triggered"}) if d.run_id == context.run_id), None)
+        triggered_by = {"trigger": trigger(context), "trigger_decision_id": started_by}
         policies = {
             profile.target.prediction_type: GatePolicy("macro_f1", config.margin, config.floor, config.recall_tolerance),
             "anomaly": GatePolicy("any_failure_roc_auc", config.margin, config.anomaly_floor, 1.0),

@@ -23,6 +23,7 @@ from iot_mlops.training.train import train_failure_model
 TRIGGER_TAG = "iot_mlops/trigger"
 REASON_TAG = "iot_mlops/reason"
 DECISION_TAG = "iot_mlops/decision_id"
+ACTOR_TAG = "iot_mlops/actor"  # who launched a manual retraining (set by the CLI)
 
 
 class TrainingDatasetConfig(dg.Config):
@@ -54,7 +55,8 @@ def log_manual_retraining(context: dg.AssetExecutionContext, registry: RegistryR
     if not reason.strip():
         raise dg.Failure(description=f"a manual retraining needs a reason: set `reason` in the config of {fleet}/training_dataset",
                          allow_retries=False)
-    registry.decision_log().record(fleet, "retrain_triggered", reason.strip(), f"dagster:{context.run_id[:8]}",
+    actor = context.run.tags.get(ACTOR_TAG) or f"dagster:{context.run_id[:8]}"
+    registry.decision_log().record(fleet, "retrain_triggered", reason.strip(), actor,
                                    model_name=name, run_id=context.run_id, details={"sensor": "manual"})
 
 
