@@ -91,6 +91,7 @@ def simulate(profile: FleetProfile, days: list[date], echo: Callable[[str], None
     """Write the fleet's landing files for these days, as its gateways would."""
     simulator = simulator_for(profile)
     folder = source_folder(profile, get_settings().profiles_dir, get_settings().landing)
+    echo(f"  landing files of {profile.name} go to {folder.resolve()}")
     for day in days:
         started = time.perf_counter()
         simulator.write_landing(day, folder)

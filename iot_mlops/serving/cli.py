@@ -76,5 +76,5 @@ def keys_new(
         typer.echo(f"error: unknown role {role!r}; expected one of {list(Role.__members__)}", err=True)
         raise typer.Exit(1)
     key = new_key()
-    typer.echo(f"key:   {key}")
+    typer.echo(f"key: {key}")
     typer.echo(f"entry: {':'.join(p for p in (hash_key(key), role, name) if p)}")
