@@ -20,6 +20,7 @@ from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.settings import get_settings
 from iot_mlops.training.dataset import DatasetError, load_dataset_report
 from iot_mlops.training.runs import model_name
+from iot_mlops.profiles.schema_types import format_duration
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
@@ -96,7 +97,7 @@ def _sensor(profile: FleetProfile, sensor_name: str, condition_of: Callable[...,
     @dg.sensor(
         name=f"{profile.name}_{sensor_name}", job_name=retraining_job_name(profile.name), minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description=(f"Retrain {profile.name} when {what}. Cooldown {policy.cooldown}, at most {policy.max_per_day} per day, "
+        description=(f"Retrain {profile.name} when {what}. Cooldown {format_duration(policy.cooldown)}, at most {policy.max_per_day} per day, "
                      f"at least {policy.min_new_days} new feature days; every decision goes to the decision log."),
     )
     def retraining_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, registry: RegistryResource,

@@ -10,6 +10,7 @@ from iot_mlops.features.online import TABLE as ONLINE_TABLE
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.partitions import daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile
+from iot_mlops.profiles.schema_types import format_duration
 
 UNIQUE = "one_row_per_device_and_time"
 
@@ -20,12 +21,12 @@ def features_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsD
     key = dg.AssetKey([fleet, "features"])
     spec = profile.features
     reach = dg.TimeWindowPartitionMapping(start_offset=-lookback_days(profile))
-    windows = ", ".join(str(w) for w in spec.windows)
+    windows = ", ".join(format_duration(w) for w in spec.windows)
 
     @dg.asset(
         key=key,
         description=(
-            f"Per-device features every {spec.step}: rolling {'/'.join(spec.aggregations)} over {windows}, "
+            f"Per-device features every {format_duration(spec.step)}: rolling {'/'.join(spec.aggregations)} over {windows}, "
             f"error counts, hours since each component's maintenance, device attributes. "
             f"Also refreshes the online table {fleet}/{ONLINE_TABLE} (newest row per device)."
         ),

@@ -12,6 +12,7 @@ from iot_mlops.lake.resource import LakeResource
 from iot_mlops.partitions import daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile, source_folder
 from iot_mlops.sources.landing import ensure_days, ensure_devices
+from iot_mlops.profiles.schema_types import format_duration
 
 ACCOUNTED = "rows_accounted_for"
 
@@ -81,7 +82,7 @@ def ingestion_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Assets
     @dg.asset(
         key=telemetry_key,
         description=(
-            f"Validated {profile.sampling_interval} telemetry of {', '.join(profile.sensor_names)}, one Parquet partition per day. "
+            f"Validated {format_duration(profile.sampling_interval)} telemetry of {', '.join(profile.sensor_names)}, one Parquet partition per day. "
             "Rows failing a profile rule go to quarantine/telemetry with their reason."
         ),
         partitions_def=partitions,

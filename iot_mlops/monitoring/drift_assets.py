@@ -147,8 +147,9 @@ def drift_assets(profile: FleetProfile, profile_dir: Path) -> list:
         deps=[dg.AssetKey([fleet, "features"]), dg.AssetKey([fleet, "training_dataset"])],
         description=(
             f"Each feature of the day against the training reference profile: PSI on the reference's {spec.bins} quantile "
-            f"bins (>= {spec.psi_threshold}), chi-square for categories and KS for {spec.ks_features or 'no features'} "
-            f"(p < {spec.p_value}); dataset drift at a drifted share >= {spec.dataset_drift_share}. "
+            f"bins (>= {spec.psi_threshold}) and chi-square for categories (p < {spec.p_value})"
+            + (f", KS for {', '.join(spec.ks_features)}" if spec.ks_features else "")
+            + f"; dataset drift at a drifted share >= {spec.dataset_drift_share}. "
             "Evidently's DataDriftPreset HTML report on a bounded sample sits beside each day and in MLflow."
         ),
     )

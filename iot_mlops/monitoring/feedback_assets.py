@@ -12,6 +12,7 @@ from iot_mlops.monitoring import performance as perf
 from iot_mlops.monitoring.resource import StoreResource
 from iot_mlops.partitions import daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile
+from iot_mlops.profiles.schema_types import format_duration
 
 
 def _float(value: float) -> dg.MetadataValue:
@@ -62,7 +63,7 @@ def monitoring_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Asset
         key=key(perf.TABLE), group_name=fleet, owners=profile.owners, kinds={"duckdb", "parquet"}, partitions_def=partitions,
         backfill_policy=single_run, deps=[key("predictions"), key("events")],
         description=(
-            f"Live performance per model version over matured predictions only (horizon {profile.target.horizon} passed and "
+            f"Live performance per model version over matured predictions only (horizon {format_duration(profile.target.horizon)} passed and "
             "covered by ingested events): row-level precision and recall per component and overall, event-level recall, "
             "and the count of predictions still waiting for ground truth."
         ),

@@ -13,14 +13,15 @@ from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.quality import CHECKS, ERROR, OK, TABLE, WARN, QualityResult, check_partition, worst, write_quality
 from iot_mlops.partitions import daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile
+from iot_mlops.profiles.schema_types import format_duration
 
 
 def check_descriptions(profile: FleetProfile) -> dict[str, str]:
     spec = profile.monitoring.quality
     band = lambda s: f"WARN above {s.warn:g}, ERROR above {s.error:g}"  # noqa: E731
     return {
-        "stuck_sensors": f"Share of (device, sensor) pairs repeating one value for {spec.stuck_window} or longer ({band(spec.stuck_share)}).",
-        "dropouts": f"Share of expected {profile.sampling_interval} samples without a valid row, over reporting devices ({band(spec.dropout_share)}).",
+        "stuck_sensors": f"Share of (device, sensor) pairs repeating one value for {format_duration(spec.stuck_window)} or longer ({band(spec.stuck_share)}).",
+        "dropouts": f"Share of expected {format_duration(profile.sampling_interval)} samples without a valid row, over reporting devices ({band(spec.dropout_share)}).",
         "out_of_range_share": f"Share of rows read quarantined for a sensor outside its profile range ({band(spec.out_of_range_share)}).",
         "spike_rate": (
             f"Share of rows where a sensor jumps beyond {spec.spike_zscore:g} std of its steps and comes back at the next "

@@ -23,6 +23,17 @@ def parse_duration(value: object) -> object:
     return value
 
 
+def format_duration(value: timedelta) -> str:
+    """A duration as a profile would write it: '90s', '15min', '1h', '24h', '7d'."""
+    seconds = int(value.total_seconds())
+    if seconds and seconds % 86400 == 0 and seconds > 86400:
+        return f"{seconds // 86400}d"
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{value.total_seconds():g}s"
+
+
 def positive(value: timedelta) -> timedelta:
     if value <= timedelta(0):
         raise ValueError(f"duration must be positive, got {value}")

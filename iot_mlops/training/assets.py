@@ -19,6 +19,7 @@ from iot_mlops.training.model import ModelConfig
 from iot_mlops.training.plots import figure_markdown
 from iot_mlops.training.runs import log_anomaly_model, log_failure_model, model_name
 from iot_mlops.training.train import train_failure_model
+from iot_mlops.profiles.schema_types import format_duration
 
 TRIGGER_TAG = "iot_mlops/trigger"
 REASON_TAG = "iot_mlops/reason"
@@ -72,7 +73,7 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
         key=key("labels"), kinds={"duckdb", "parquet"}, partitions_def=daily_partitions(profile, profile_dir),
         backfill_policy=dg.BackfillPolicy.single_run(),
         description=(
-            f"Per feature row: which component fails within {profile.target.horizon} ({', '.join(profile.components)}). "
+            f"Per feature row: which component fails within {format_duration(profile.target.horizon)} ({', '.join(profile.components)}). "
             "Rows whose horizon reaches past the ingested events have NULL labels and label_complete = false."
         ),
         deps=[key("features"), dg.AssetDep(key("events"), partition_mapping=future)],
