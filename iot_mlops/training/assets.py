@@ -15,6 +15,7 @@ from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.training.anomaly import train_anomaly_model
 from iot_mlops.training.dataset import build_dataset, load_dataset_report
 from iot_mlops.training.labels import compute_labels
+from iot_mlops.training.metrics import per_component_markdown
 from iot_mlops.training.model import ModelConfig
 from iot_mlops.training.plots import figure_markdown
 from iot_mlops.training.runs import log_anomaly_model, log_failure_model, model_name
@@ -135,11 +136,10 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
                                    search_folds=config.search_folds, threshold_beta=config.threshold_beta)
         result = train_failure_model(frame, profile, failures_frame(lake, fleet), model_config)
         logged = log_failure_model(registry.registry(), profile, result, frame, dataset, algorithm, trigger(context))
-        table = pd.DataFrame(result.test.per_component).T[["precision", "recall", "f1", "pr_auc", "support"]].round(3)
         metadata = {
             "model": logged.version.name, "version": logged.version.version, "mlflow_run_id": logged.version.run_id,
             "test_macro_f1": result.test.macro_f1, "test_event_recall": result.test.events["event_recall"],
-            "per_component": dg.MetadataValue.md(f"```\n{table}\n```"),
+            "per_component": dg.MetadataValue.md(per_component_markdown(result.test.per_component)),
             "params": dg.MetadataValue.json({k: str(v) for k, v in result.params.items()}),
             "thresholds": dg.MetadataValue.json(result.thresholds), "dataset_fingerprint": dataset.fingerprint,
         }

@@ -32,6 +32,18 @@ def macro_f1(per_component: dict[str, dict[str, float]]) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
+def per_component_markdown(per_component: dict[str, dict[str, float]]) -> str:
+    """A Markdown table of the per-component scores; a component without failures says so instead of NaN."""
+    lines = ["| component | precision | recall | F1 | PR-AUC | positive rows |", "|---|---|---|---|---|---|"]
+    for comp, m in per_component.items():
+        if m["support"] == 0:
+            lines.append(f"| {comp} | no failures in test | | | | 0 |")
+            continue
+        pr_auc = "-" if np.isnan(m["pr_auc"]) else f"{m['pr_auc']:.3f}"
+        lines.append(f"| {comp} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {pr_auc} | {m['support']} |")
+    return "\n".join(lines)
+
+
 def event_metrics(
     failures: pd.DataFrame,
     predictions: pd.DataFrame,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import fbeta_score
 
-from iot_mlops.training.metrics import component_metrics, event_metrics, macro_f1
+from iot_mlops.training.metrics import component_metrics, event_metrics, macro_f1, per_component_markdown
 from iot_mlops.training.model import macro_fbeta
 
 T0 = datetime(2025, 3, 1)
@@ -131,3 +131,13 @@ def test_macro_fbeta_equals_sklearn_including_undefined_columns(beta: float):
     pred[:, 4] = 0  # fails but never predicted
     expected = np.mean([fbeta_score(truth[:, i], pred[:, i], beta=beta, zero_division=0) for i in range(5)])
     assert macro_fbeta(truth, pred, beta) == pytest.approx(expected)
+
+
+def test_per_component_table_says_no_failures_instead_of_nan():
+    truth = pd.DataFrame({"tank": [0, 1, 1, 0], "seal": [0, 0, 0, 0]})
+    prob = pd.DataFrame({"tank": [0.1, 0.9, 0.4, 0.2], "seal": [0.1, 0.2, 0.3, 0.1]})
+    table = per_component_markdown(component_metrics(truth, (prob > 0.5).astype(int), prob))
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert "nan" not in table.lower()
+    assert "no failures in test" in rows["seal"]
+    assert rows["tank"].split("|")[2:7] == [" 1.000 ", " 0.500 ", " 0.667 ", " 1.000 ", " 2 "]
