@@ -41,17 +41,12 @@ def remove_stale_temp_files(folder: Path) -> None:
     if not folder.is_dir():
         return
     for leftover in folder.glob(f"{TMP_PREFIX}*"):
-        if writer_gone(leftover.name, TMP_PREFIX):
+        pid = leftover.name[len(TMP_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or not _alive(int(pid)):
             if leftover.is_dir() and not leftover.is_symlink():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
-
-
-def writer_gone(name: str, prefix: str) -> bool:
-    """Whether the process that named `prefix<pid>-...` is gone."""
-    pid = name[len(prefix) :].split("-", 1)[0]
-    return not pid.isdigit() or not _alive(int(pid))
 
 
 def _alive(pid: int) -> bool:

@@ -1,26 +1,32 @@
 """Several files of one partition published together: written into a new version folder, then one link switched.
 
 A partition with several files (valid rows and quarantine) is a symlink, e.g.
-`telemetry/date=2024-01-01 -> .v-<pid>-<uuid>-date=2024-01-01`, to a hidden sibling folder
+`telemetry/date=2024-01-01 -> .v-<uuid>-date=2024-01-01`, to a hidden sibling folder
 holding all its files. A commit writes and fsyncs every file in a fresh version folder, points
 a new link at it and renames that link over the old one (one atomic rename), fsyncs the
 parent folder, then removes the old version. A reader, or a run killed at any instant, sees
 the old version or the new one, never a mix. A link is chosen over a manifest with recovery
 because readers need no recovery step and paths such as `date=D/data.parquet` keep working
 through it; a reader of several files resolves the link once (`current`). Linux local disks.
+
+A writer holds a lock on its version folder until it has switched the link, so the next
+commit in the folder removes versions that no link names and no writer holds: those of
+killed writers and old ones not yet removed. A reader that resolved a version just replaced
+may find it gone: an error, never a mix.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from iot_mlops.lake.atomic import remove_stale_temp_files, temp_path, writer_gone
+from iot_mlops.lake.atomic import remove_stale_temp_files, temp_path
 
 VERSION_PREFIX = ".v-"
 # The steps of a commit, in order; "written" comes once per file.
@@ -46,18 +52,23 @@ def commit_files(link: Path, writes: Mapping[str, Callable[[Path], None]]) -> Pa
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(folder)
     remove_stale_versions(folder)
-    version = folder / f"{VERSION_PREFIX}{os.getpid()}-{uuid.uuid4().hex}-{link.name}"
+    version = folder / f"{VERSION_PREFIX}{uuid.uuid4().hex}-{link.name}"
     new_link = temp_path(link)
-    version.mkdir()
+    # Made under a temp name and locked before it takes its version name: unlocked, unlinked versions are garbage.
+    made = temp_path(version)
+    made.mkdir()
+    lock = os.open(made, os.O_RDONLY)
     switched = False
     try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.rename(made, version)
         _step("created", link)
         for name, write in writes.items():
             write(version / name)
             _step("written", link)
         for name in writes:
             _fsync(version / name)
-        _fsync(version)
+        os.fsync(lock)
         _step("synced", link)
         os.symlink(version.name, new_link)
         _step("linked", link)
@@ -72,22 +83,32 @@ def commit_files(link: Path, writes: Mapping[str, Callable[[Path], None]]) -> Pa
     finally:
         if not switched:
             new_link.unlink(missing_ok=True)
-            shutil.rmtree(version, ignore_errors=True)
+            for leftover in (made, version):
+                shutil.rmtree(leftover, ignore_errors=True)
+        os.close(lock)
     return version
 
 
 def remove_stale_versions(folder: Path) -> None:
-    """Remove version folders no link names whose writer is gone (killed before switching, or before removing the old one)."""
+    """Remove version folders that no link names and no writer holds (killed before switching, or replaced)."""
     if not folder.is_dir():
         return
-    dead = [v for v in folder.glob(f"{VERSION_PREFIX}*") if writer_gone(v.name, VERSION_PREFIX)]
-    if not dead:
-        return
-    # Links are read after their writers were found gone, so a writer that switched, then died, is seen.
-    linked = {os.readlink(p) for p in folder.iterdir() if p.is_symlink()}
-    for version in dead:
-        if version.name not in linked:
-            shutil.rmtree(version, ignore_errors=True)
+    for version in folder.glob(f"{VERSION_PREFIX}*"):
+        try:
+            lock = os.open(version, os.O_RDONLY)
+        except OSError:
+            continue  # removed meanwhile
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its writer is still at work
+        else:
+            # Links are read with the lock held: a writer switches before it lets go.
+            linked = {os.readlink(p) for p in folder.iterdir() if p.is_symlink()}
+            if version.name not in linked:
+                shutil.rmtree(version, ignore_errors=True)
+        finally:
+            os.close(lock)
 
 
 def _switch(new_link: Path, link: Path) -> Path | None:
