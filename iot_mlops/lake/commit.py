@@ -49,7 +49,7 @@ def commit_files(link: Path, writes: Mapping[str, Callable[[Path], None]]) -> Pa
     On error nothing is switched and the new folder is removed.
     """
     folder = link.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    _make_dirs(folder)
     remove_stale_temp_files(folder)
     remove_stale_versions(folder)
     version = folder / f"{VERSION_PREFIX}{uuid.uuid4().hex}-{link.name}"
@@ -135,6 +135,15 @@ def _exchange(a: Path, b: Path) -> None:
     os.rename(b, aside)
     os.replace(a, b)
     os.rename(aside, a)
+
+
+def _make_dirs(folder: Path) -> None:
+    """Create `folder` and its missing parents, each entry fsynced into its parent."""
+    if folder.is_dir():
+        return
+    _make_dirs(folder.parent)
+    folder.mkdir(exist_ok=True)
+    _fsync(folder.parent)
 
 
 def _fsync(path: Path) -> None:
