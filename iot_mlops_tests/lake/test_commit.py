@@ -125,3 +125,23 @@ def test_a_writer_killed_at_any_step_leaves_the_old_version_or_the_new(tmp_path:
     commit_files(link, writes(b"again"))  # the next write removes what the dead one left
     assert contents(link) == {"a": b"again a", "b": b"again b"}
     assert leftovers(link.parent) == [current(link).name]
+
+
+CONCURRENT = """
+import sys
+from pathlib import Path
+from iot_mlops.lake.commit import commit_files
+
+link = Path(sys.argv[1])
+for i in range(40):
+    commit_files(link, {name: lambda p, n=name, i=i: p.write_bytes(f"{i} {n}".encode()) for name in ("a", "b")})
+"""
+
+
+def test_writers_of_other_days_in_one_table_never_remove_each_others_versions(tmp_path: Path):
+    folder = tmp_path / "t"
+    links = [folder / f"date=2024-03-0{i}" for i in range(1, 5)]
+    writers = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(link)]) for link in links]
+    assert [w.wait() for w in writers] == [0] * len(links)
+    assert all(contents(link) == {"a": b"39 a", "b": b"39 b"} for link in links)
+    assert leftovers(folder) == sorted(current(link).name for link in links)
