@@ -175,9 +175,15 @@ class Fleet:
         return Lake(self.lake_root)
 
     def file(self, table: str, day: date | None = None) -> Path:
-        """A lake file by the documented layout: `<lake>/<fleet>/<table>[/date=YYYY-MM-DD]/data.parquet`."""
+        """A lake file by the documented layout: `<lake>/<fleet>/<table>[/date=YYYY-MM-DD]/data.parquet`.
+
+        `quarantine/<table>` names the table's `quarantine.parquet`, beside its `data.parquet`.
+        """
+        name = "data.parquet"
+        if table.startswith("quarantine/"):
+            table, name = table.removeprefix("quarantine/"), "quarantine.parquet"
         folder = self.lake_root / self.name / table
-        return (folder / f"date={day.isoformat()}" if day else folder) / "data.parquet"
+        return (folder / f"date={day.isoformat()}" if day else folder) / name
 
     def read(self, table: str, day: date | None = None) -> pd.DataFrame:
         return pd.read_parquet(self.file(table, day))

@@ -67,7 +67,7 @@ def ingestion_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Assets
 
     @dg.asset(
         key=devices_key,
-        description=f"Static attributes of every {profile.device_type} ({', '.join(a.name for a in profile.source.devices.attributes)}); invalid rows go to quarantine/devices.",
+        description=f"Static attributes of every {profile.device_type} ({', '.join(a.name for a in profile.source.devices.attributes)}); invalid rows go to its quarantine.parquet, published with the valid rows.",
         check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset=devices_key, description="Rows read = valid + quarantined.")],
         **common,
     )
@@ -83,7 +83,7 @@ def ingestion_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Assets
         key=telemetry_key,
         description=(
             f"Validated {format_duration(profile.sampling_interval)} telemetry of {', '.join(profile.sensor_names)}, one Parquet partition per day. "
-            "Rows failing a profile rule go to quarantine/telemetry with their reason."
+            "Rows failing a profile rule go to the day's quarantine.parquet with their reason, published together with its valid rows."
         ),
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),

@@ -10,7 +10,7 @@ import duckdb
 from iot_mlops.ingestion.rules import NumericColumn, numeric_reasons, number_expr, text_expr, timestamp_expr
 from iot_mlops.ingestion.sources import SourceError, SourceFile, source_files
 from iot_mlops.ingestion.staging import IngestReport, day_expr, outside_day, quarantine_query, stage, staged_counts, write_days
-from iot_mlops.lake import Lake, ident, row_count, sql_str
+from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, ident, row_count, sql_str
 from iot_mlops.profiles.schema import FleetProfile
 
 SOURCE_COLUMNS = {"source_file", "source_row", "day", "reason"}
@@ -24,7 +24,7 @@ def _known_devices(lake: Lake, fleet: str) -> str:
 
 
 def ingest_telemetry(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, folder: Path, days: list[date]) -> IngestReport:
-    """Validate the days' telemetry: valid rows to `telemetry`, the rest to `quarantine/telemetry`."""
+    """Validate the days' telemetry: valid rows to `telemetry`, the rest to its quarantine file."""
     spec = profile.source.telemetry
     dev_col = spec.device_column or profile.device_column
     ts_col = spec.timestamp_column or profile.timestamp_column
@@ -130,10 +130,12 @@ def ingest_devices(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPro
     stage(con, [file], required, build, [profile.partitions.start], ["device_id"], report)
     columns = ["device_id", *(a.name for a in categorical), *(a.name for a in numeric)]
     cols = ", ".join(ident(c) for c in columns)
-    quarantine = lake.write_table(con, profile.name, "quarantine/devices", quarantine_query([file]))
-    valid = lake.write_table(con, profile.name, "devices", f"SELECT {cols} FROM checked WHERE reason IS NULL ORDER BY device_id")
+    written = lake.write_table_files(con, profile.name, "devices", {
+        DATA_FILE: f"SELECT {cols} FROM checked WHERE reason IS NULL ORDER BY device_id",
+        QUARANTINE_FILE: quarantine_query([file]),
+    })  # fmt: skip
     counts = staged_counts(con, [profile.partitions.start])[profile.partitions.start]
-    counts.rows_valid = row_count(con, valid)
-    counts.rows_quarantined = row_count(con, quarantine)
+    counts.rows_valid = row_count(con, written / DATA_FILE)
+    counts.rows_quarantined = row_count(con, written / QUARANTINE_FILE)
     report.days[profile.partitions.start] = counts
     return report

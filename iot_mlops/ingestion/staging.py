@@ -10,7 +10,7 @@ import duckdb
 
 from iot_mlops.ingestion.rules import reason_case, reason_category
 from iot_mlops.ingestion.sources import SourceFile, check_columns, file_columns
-from iot_mlops.lake import Lake, ident, row_count, sql_str
+from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, ident, row_count, sql_str
 
 # Given a file and its column types: the standardized SELECT list and the validation rules.
 Builder = Callable[[SourceFile, dict[str, str]], tuple[list[str], list[tuple[str, str]]]]
@@ -152,7 +152,7 @@ def write_days(
     order: list[str],
     report: IngestReport,
 ) -> None:
-    """Write each day's valid rows and quarantine atomically, and count what was written."""
+    """Write each day's valid rows and quarantine, published together, and count what was written."""
     cols = ", ".join(ident(c) for c in valid_columns)
     order_by = ", ".join(ident(c) for c in order)
     # Raw records are read back once for the whole run, not once per day.
@@ -160,15 +160,12 @@ def write_days(
     staged = staged_counts(con, days)
     for day in days:
         counts = staged[day]
-        # Quarantine first: a run killed in between leaves the old valid partition readable.
-        quarantine = lake.write_partition(
-            con, fleet, f"quarantine/{table}", day, f"SELECT * FROM quarantined WHERE day = DATE {sql_str(day)} ORDER BY source_file, source_row"
-        )
-        valid = lake.write_partition(
-            con, fleet, table, day, f"SELECT {cols} FROM checked WHERE day = DATE {sql_str(day)} AND reason IS NULL ORDER BY {order_by}"
-        )
-        counts.rows_valid = row_count(con, valid)
-        counts.rows_quarantined = row_count(con, quarantine)
+        folder = lake.write_partition_files(con, fleet, table, day, {
+            DATA_FILE: f"SELECT {cols} FROM checked WHERE day = DATE {sql_str(day)} AND reason IS NULL ORDER BY {order_by}",
+            QUARANTINE_FILE: f"SELECT * FROM quarantined WHERE day = DATE {sql_str(day)} ORDER BY source_file, source_row",
+        })  # fmt: skip
+        counts.rows_valid = row_count(con, folder / DATA_FILE)
+        counts.rows_quarantined = row_count(con, folder / QUARANTINE_FILE)
         report.days[day] = counts
 
 

@@ -1,9 +1,13 @@
-"""The Parquet lake: `<root>/<fleet>/<table>/date=YYYY-MM-DD/data.parquet`, written atomically."""
+"""The Parquet lake: `<root>/<fleet>/<table>/date=YYYY-MM-DD/data.parquet`, written atomically.
+
+A partition with several files (ingestion: `data.parquet` and `quarantine.parquet`) is a link
+to a version folder, switched as a whole (see `commit`).
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from pathlib import Path
 
@@ -12,8 +16,10 @@ import pyarrow as pa
 
 from iot_mlops.lake.arrow import write_partition_tables
 from iot_mlops.lake.atomic import atomic_write
+from iot_mlops.lake.commit import commit_files, current
 
 DATA_FILE = "data.parquet"
+QUARANTINE_FILE = "quarantine.parquet"
 _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
 
@@ -45,8 +51,16 @@ class Lake:
     def table_dir(self, fleet: str, table: str) -> Path:
         return self.root / fleet / table
 
+    def partition_dir(self, fleet: str, table: str, day: date) -> Path:
+        """`<table>/date=D`: a folder, or the link to the version folder holding the day's files."""
+        return self.table_dir(fleet, table) / f"date={day.isoformat()}"
+
     def partition_file(self, fleet: str, table: str, day: date) -> Path:
-        return self.table_dir(fleet, table) / f"date={day.isoformat()}" / DATA_FILE
+        return self.partition_dir(fleet, table, day) / DATA_FILE
+
+    def partition_version(self, fleet: str, table: str, day: date) -> Path:
+        """The folder of the day's files as they are now, its link read once: files read from it belong together."""
+        return current(self.partition_dir(fleet, table, day))
 
     def table_file(self, fleet: str, table: str) -> Path:
         """The single file of an unpartitioned table."""
@@ -77,6 +91,16 @@ class Lake:
         listed = ", ".join(sql_str(f) for f in files)
         return f"read_parquet([{listed}], union_by_name = true, hive_partitioning = false)"
 
+    def write_partition_files(
+        self, con: duckdb.DuckDBPyConnection, fleet: str, table: str, day: date, queries: Mapping[str, str]
+    ) -> Path:
+        """Write each query to its file name (e.g. data and quarantine) and publish them together; returns their folder."""
+        return commit_files(self.partition_dir(fleet, table, day), {name: _copy(con, q) for name, q in queries.items()})
+
+    def write_table_files(self, con: duckdb.DuckDBPyConnection, fleet: str, table: str, queries: Mapping[str, str]) -> Path:
+        """Write the files of an unpartitioned table and publish them together; returns their folder."""
+        return commit_files(self.table_dir(fleet, table), {name: _copy(con, q) for name, q in queries.items()})
+
     def write_partition(self, con: duckdb.DuckDBPyConnection, fleet: str, table: str, day: date, query: str) -> Path:
         """Write a query's rows as one partition, replacing the previous one atomically."""
         return write_query(con, query, self.partition_file(fleet, table, day))
@@ -98,11 +122,12 @@ class Lake:
 
 def write_query(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> Path:
     """COPY a query to Parquet at `target`, atomically."""
+    return atomic_write(target, _copy(con, query))
 
-    def copy(tmp: Path) -> None:
-        con.execute(f"COPY ({query}) TO {sql_str(tmp)} (FORMAT parquet, COMPRESSION zstd)")
 
-    return atomic_write(target, copy)
+def _copy(con: duckdb.DuckDBPyConnection, query: str) -> Callable[[Path], None]:
+    """A writer COPYing the query's rows to the Parquet file it is given."""
+    return lambda path: con.execute(f"COPY ({query}) TO {sql_str(path)} (FORMAT parquet, COMPRESSION zstd)")
 
 
 def row_count(con: duckdb.DuckDBPyConnection, file: Path) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from iot_mlops.lake import Lake, connect, ident, sql_str
+from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, connect, ident, sql_str
 from iot_mlops.profiles.monitoring import Severity
 from iot_mlops.profiles.schema import FleetProfile
 
@@ -63,8 +63,8 @@ def _result(check: str, value: float, thresholds: Severity, details: dict) -> Qu
 def check_partition(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, day: date) -> list[QualityResult]:
     """The five checks of one day's telemetry (valid rows) and quarantine, in CHECKS order."""
     fleet, spec = profile.name, profile.monitoring.quality
-    valid_file = lake.partition_file(fleet, "telemetry", day)
-    quarantine_file = lake.partition_file(fleet, "quarantine/telemetry", day)
+    folder = lake.partition_version(fleet, "telemetry", day)
+    valid_file, quarantine_file = folder / DATA_FILE, folder / QUARANTINE_FILE
     for file in (valid_file, quarantine_file):
         if not file.is_file():
             raise QualityError(f"{fleet}: no partition {file} for {day}; materialize {fleet}/telemetry for that day first")
