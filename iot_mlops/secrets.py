@@ -53,8 +53,9 @@ def _secrets(urls: tuple[str | None, ...]) -> list[tuple[str, str]]:
         if hidden == url:
             continue
         pairs.append((url, hidden))
+        parts = _split(url)
         userinfo = url.partition("://")[2].rpartition("@")[0]
-        password = userinfo.split(":", 1)[1] if ":" in userinfo else ""
+        password = (parts.password if parts else None) or (userinfo.split(":", 1)[1] if ":" in userinfo else "")
         for form in {password, unquote(password)}:
             if len(form) >= MIN_BARE_SECRET:
                 pairs.append((form, "***"))
