@@ -67,7 +67,7 @@ def fleet_definitions(profile: FleetProfile, profile_dir: Path) -> dg.Definition
 
 
 def resources() -> dict:
-    """Lake, MLflow registry and the operational store, configured from settings."""
+    """Lake, MLflow registry and the operational store; URLs that may hold a password reach them as dg.EnvVar."""
     return {"lake": LakeResource.from_settings(), "registry": RegistryResource.from_settings(), "store": StoreResource.from_settings()}
 
 

@@ -196,6 +196,11 @@ def _night_line(night: Night, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def _tracking_uri_to_print() -> str:
+    # A tracking URI set in the environment may hold a password: print the variable, which the shell expands.
+    return '"$IOT_MLOPS_MLFLOW_TRACKING_URI"' if get_settings().mlflow_tracking_uri else get_settings().tracking_uri
+
+
 def format_summary(summary: DemoSummary) -> str:
     """What the demo did, the decision log, and where to look next."""
     from iot_mlops.automation.cli import format_decisions
@@ -215,5 +220,5 @@ def format_summary(summary: DemoSummary) -> str:
         format_decisions(decisions) if decisions else "  (empty)",
         "",
         "See it in the Dagster UI:  DAGSTER_HOME=$PWD dagster dev   then open http://127.0.0.1:3000",
-        f"See runs and the registry: mlflow ui --backend-store-uri {get_settings().tracking_uri}",
+        f"See runs and the registry: mlflow ui --backend-store-uri {_tracking_uri_to_print()}",
     ])

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from iot_mlops.automation.jobs import DAILY, asset_keys
 from iot_mlops.profiles import FleetProfile
+from iot_mlops.secrets import hide_password
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 # Upstream stages finish before the next starts: features of a day read the day before (window lookback),
@@ -227,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(live_workers()) or f"no worker consumes queue {CelerySettings().queue!r}")
         return 0
     if not live_workers():
-        raise SystemExit(f"no celery worker consumes queue {CelerySettings().queue!r} on {CelerySettings().broker}: "
+        raise SystemExit(f"no celery worker consumes queue {CelerySettings().queue!r} on {hide_password(CelerySettings().broker)}: "
                          "start one with `celery -A iot_mlops.scaling_worker worker -Q <queue>`")
     with dg.DagsterInstance.get() as instance:
         try:

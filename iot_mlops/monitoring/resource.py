@@ -7,20 +7,30 @@ from pydantic import Field
 
 from iot_mlops.monitoring.store import FeedbackStore, PredictionLog
 from iot_mlops.registry.mlflow_service import psycopg2_url
+from iot_mlops.registry.resource import STORE_URL_VAR, from_env, resolved
+from iot_mlops.secrets import secrets_hidden
 from iot_mlops.settings import get_settings
 
 
 class StoreResource(dg.ConfigurableResource):
     """SQLAlchemy URL of the operational store: SQLite under data/ by default, Postgres in production."""
 
-    url: str = Field(description="SQLAlchemy URL (IOT_MLOPS_STORE_URL, default sqlite:///data/operational.db).")
+    url: str | None = Field(None, description=f"SQLAlchemy URL, as EnvVar({STORE_URL_VAR!r}) so config shows the "
+                                              "variable's name; unset: sqlite:///data/operational.db.")
 
     @classmethod
     def from_settings(cls) -> StoreResource:
-        return cls(url=get_settings().store)
+        return cls(url=from_env(STORE_URL_VAR))
+
+    def resolved_url(self) -> str:
+        return psycopg2_url(resolved(self.url, get_settings().store))
 
     def predictions(self) -> PredictionLog:
-        return PredictionLog(psycopg2_url(self.url))
+        url = self.resolved_url()
+        with secrets_hidden(url):
+            return PredictionLog(url)
 
     def feedback(self) -> FeedbackStore:
-        return FeedbackStore(psycopg2_url(self.url))
+        url = self.resolved_url()
+        with secrets_hidden(url):
+            return FeedbackStore(url)

@@ -40,7 +40,7 @@ def prediction_assets(profile: FleetProfile, profile_dir: Path) -> list:
         anomaly_version = store.alias_version(anomaly_name, CHAMPION)
         anomaly = store.load_model(anomaly_name, CHAMPION) if anomaly_version else None
         # The registry resource carries the operational store URL (Settings.store), shared with the `store` resource.
-        log = PredictionLog(registry.store_url)
+        log = PredictionLog(registry.resolved_store_url())
         rows, alerts, registered = {}, 0, 0
         for day in days:
             file = lake.lake().partition_file(fleet, "features", day)

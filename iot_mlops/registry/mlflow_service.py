@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -23,6 +24,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, infer_signature
 
+from iot_mlops.secrets import secrets_hidden, without_credentials
 from iot_mlops.settings import get_settings
 
 CHAMPION = "champion"
@@ -85,7 +87,7 @@ def trusted_types_for(model: Any) -> list[str]:
 
 def run_page_url(ui_url: str, experiment_id: str, run_id: str, artifact: str | None = None) -> str:
     """The MLflow UI page of a run, opened on one of its artifacts when given."""
-    page = f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    page = f"{without_credentials(ui_url).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"{page}/artifactPath/{artifact}" if artifact else page
 
 
@@ -118,7 +120,7 @@ def _pages(search: Callable[..., Any], **kwargs: Any) -> Iterator[Any]:
 @contextmanager
 def _global_tracking_uri(uri: str) -> Iterator[None]:
     """Point MLflow's process-wide tracking URI at `uri` for one call, then restore the caller's (global and env)."""
-    with _GLOBAL_URI_LOCK:
+    with _GLOBAL_URI_LOCK, secrets_hidden(uri):
         env = os.environ.get("MLFLOW_TRACKING_URI")
         current = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
         mlflow.set_tracking_uri(uri)
@@ -132,6 +134,25 @@ def _global_tracking_uri(uri: str) -> Iterator[None]:
                 os.environ["MLFLOW_TRACKING_URI"] = env
 
 
+class _Client:
+    """An MlflowClient whose errors never hold the tracking URI's password (MLflow quotes the URI in some)."""
+
+    def __init__(self, client: mlflow.MlflowClient, uri: str):
+        self._client, self._uri = client, uri
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with secrets_hidden(self._uri):
+                return attribute(*args, **kwargs)
+
+        return call
+
+
 class ModelRegistry:
     """One tracking store + registry (same URI) and a local or remote artifact root."""
 
@@ -140,7 +161,9 @@ class ModelRegistry:
         self.artifacts_dir = Path(artifacts_dir).resolve()
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.client = mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        with secrets_hidden(self.tracking_uri):
+            client = mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        self.client = _Client(client, self.tracking_uri)
 
     @classmethod
     def from_settings(cls) -> ModelRegistry:
@@ -246,7 +269,8 @@ class ModelRegistry:
         # The location comes from our client because `models:/` downloads resolve through the global registry URI.
         location = self.client.get_model_version_download_uri(name, version)
         with tempfile.TemporaryDirectory(prefix="iot_mlops_model_") as tmp:
-            path = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp, tracking_uri=self.tracking_uri)
+            with secrets_hidden(self.tracking_uri):
+                path = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp, tracking_uri=self.tracking_uri)
             flavor = Model.load(path).flavors.get("sklearn", {})
             if flavor.get("serialization_format") != mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS:
                 raise UntrustedModelError(f"{name} v{version} is not saved with skops; refusing to unpickle it")

@@ -127,3 +127,22 @@ def test_mlflow_sharing_dagsters_database_fails():
 def test_passwords_are_masked():
     assert mask("postgresql+psycopg2://u:p%40ss:w0rd@h:5432/db") == "postgresql+psycopg2://u:***@h:5432/db"
     assert mask("pyamqp://guest@h//") == "pyamqp://guest@h//"
+
+
+def test_doctor_never_prints_a_password(monkeypatch: pytest.MonkeyPatch):
+    password = "PLANTED-s3cret"
+    with postgres_databases("store", "mlflow") as db:
+        planted = {role: url.replace("postgresql://postgres@", f"postgresql+psycopg2://postgres:{password}@")
+                   for role, url in db.items()}
+        assert all(password in url for url in planted.values())  # the server is at PG_SERVER as user postgres
+        monkeypatch.setenv("IOT_MLOPS_STORE_URL", planted["store"])
+        monkeypatch.setenv("IOT_MLOPS_MLFLOW_TRACKING_URI", planted["mlflow"])
+        _, sound = run_doctor()
+        monkeypatch.setenv("IOT_MLOPS_STORE_URL", planted["store"] + "_missing")
+        monkeypatch.setenv("IOT_MLOPS_MLFLOW_TRACKING_URI", f"http://iot:{password}@127.0.0.1:1")
+        _, broken = run_doctor()
+    assert status(sound, "operational store") == status(sound, "MLflow tracking") == OK
+    assert "postgres:***@" in sound["operational store"] and "postgres:***@" in sound["MLflow tracking"]
+    assert status(broken, "operational store") == status(broken, "MLflow tracking") == FAIL
+    assert "does not exist" in broken["operational store"] and "iot:***@127.0.0.1:1" in broken["MLflow tracking"]
+    assert [line for line in [*sound.values(), *broken.values()] if password in line] == []

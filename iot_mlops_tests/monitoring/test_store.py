@@ -187,7 +187,7 @@ def test_concurrent_writers_lose_nothing(url: str):
 def test_store_resource_from_settings(monkeypatch, tmp_path):
     monkeypatch.setenv("IOT_MLOPS_STORE_URL", f"sqlite:///{tmp_path / 'custom' / 'ops.db'}")
     resource = StoreResource.from_settings()
-    assert resource.url == f"sqlite:///{tmp_path / 'custom' / 'ops.db'}"
+    assert resource.resolved_url() == f"sqlite:///{tmp_path / 'custom' / 'ops.db'}"
     assert resource.predictions().record_batch("wh", prediction_frame(3)) == 3
     assert resource.feedback().add("p0", {"type": "correct", "rating": 5, "source": "app"}) == 1
     assert (tmp_path / "custom" / "ops.db").is_file()
