@@ -27,6 +27,10 @@ from mlflow.models import Model, infer_signature
 from iot_mlops.secrets import secrets_hidden, without_credentials
 from iot_mlops.settings import get_settings
 
+# MLflow draws a progress bar per artifact download (14 in one demo): noise in CLI and server output.
+# Read at each download, so setting it here is enough; set the variable to true to see them.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 INPUT_EXAMPLE_ROWS = 5

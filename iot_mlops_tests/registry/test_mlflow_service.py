@@ -66,6 +66,14 @@ def test_champion_loads_back_through_skops_with_the_allow_list(populated: ModelR
         populated.load_model("unknown")
 
 
+def test_loading_a_model_draws_no_progress_bars(populated: ModelRegistry, capfd):
+    populated.set_alias(NAME, "champion", "2")
+    capfd.readouterr()
+    populated.load_model(NAME)
+    out, err = capfd.readouterr()
+    assert "Downloading artifacts" not in out + err
+
+
 def test_untrusted_types_are_refused_when_logging(registry: ModelRegistry):
     X, _ = tiny_data()
     with pytest.raises(UntrustedModelError, match="add_noise_column"):
