@@ -94,7 +94,10 @@ class FeedbackIn(BaseModel):
     @field_validator("outcome_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        return utc_naive(value) if value else value
+        try:
+            return utc_naive(value) if value else value
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is a time before year 1 in UTC
+            raise ValueError("outcome_at is out of range once converted to UTC") from None
 
     @model_validator(mode="after")
     def _outcome(self) -> FeedbackIn:
