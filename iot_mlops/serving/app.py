@@ -12,6 +12,7 @@ import anyio
 import sqlalchemy as sa
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from threadpoolctl import threadpool_limits
 
 from iot_mlops.monitoring.sqlite_writes import WalCheckpointer, write_lock
@@ -21,7 +22,7 @@ from iot_mlops.registry.decisions import DecisionLog
 from iot_mlops.registry.lifecycle import RollbackError
 from iot_mlops.registry.mlflow_service import ModelNotFound, ModelRegistry, psycopg2_url
 from iot_mlops.serving import catalog, schemas
-from iot_mlops.serving.auth import AuthError, KeyRing, Principal, Role, document_keys, parse_keys, require
+from iot_mlops.serving.auth import AuthError, KeyFirstRoute, KeyRing, Principal, Role, document_keys, parse_keys, require
 from iot_mlops.serving.batching import MicroBatcher
 from iot_mlops.serving.config import ServingSettings
 from iot_mlops.serving.lean_route import LeanRoute
@@ -40,12 +41,16 @@ AUTH = _errors(401, 403)
 BODY = _errors(400, 413)  # 400: a body that is not even text (FastAPI), 413: over the size limit
 
 
-class PayloadTooLarge(Exception):
-    pass
+class PayloadTooLarge(HTTPException):
+    """An HTTPException, so FastAPI's body reading passes it on (it turns other errors into a 400)."""
+
+    def __init__(self) -> None:
+        super().__init__(413)
 
 
 class BodyLimit:
-    """413 for a body over the limit: by Content-Length up front, or while a chunked body streams in."""
+    """413 for a body over the limit, when the route reads it (after the key check): by Content-Length before
+    reading anything, or as soon as a chunked body streams past the limit."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -54,12 +59,12 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await _too_large(self.max_bytes)(scope, receive, send)
-        seen = 0
+        declared, seen = int(length) if length is not None and length.isdigit() else 0, 0
 
         async def limited():
             nonlocal seen
+            if declared > self.max_bytes:
+                raise PayloadTooLarge()
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
@@ -136,6 +141,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     app.state.feedback = FeedbackStore(store_url)
     app.state.batcher = MicroBatcher(service.score, service.log.record_many, serving.max_batch_rows)
     app.add_middleware(BodyLimit, max_bytes=serving.max_body_bytes)
+    app.router.route_class = KeyFirstRoute
     _handlers(app)
     _routes(app)
 
