@@ -10,13 +10,20 @@ from typing import Annotated
 
 import anyio
 import sqlalchemy as sa
-from fastapi import Body, Depends, FastAPI, Path, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from threadpoolctl import threadpool_limits
 
 from iot_mlops.monitoring.sqlite_writes import WalCheckpointer, write_lock
-from iot_mlops.monitoring.store import FeedbackError, FeedbackStore, PredictionLog, UnknownPredictionError, engine_for
+from iot_mlops.monitoring.store import (
+    FeedbackError,
+    FeedbackStore,
+    IdempotencyKeyReused,
+    PredictionLog,
+    UnknownPredictionError,
+    engine_for,
+)
 from iot_mlops.profiles import load_profiles
 from iot_mlops.registry.decisions import DecisionLog
 from iot_mlops.registry.lifecycle import RollbackError
@@ -31,6 +38,12 @@ from iot_mlops.serving.service import OnlineFeatures, PredictionService, Serving
 from iot_mlops.settings import Settings, get_settings
 
 ModelName = Annotated[str, Path(pattern=schemas.MODEL_NAME, examples=["water_heaters_component_failure"])]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+    description="Any unique string (a UUID) per feedback: a retry with the same key and body returns the first "
+                "response (header Idempotent-Replayed: true) and stores nothing; the key with another body is 409. "
+                "Keys are scoped to the API key.")]
+REPLAYED = "Idempotent-Replayed"
 
 
 def _errors(*statuses: int) -> dict:
@@ -91,6 +104,7 @@ def _handlers(app: FastAPI) -> None:
     app.add_exception_handler(FeedbackError, lambda _req, e: _validation_422(str(e)))
     app.add_exception_handler(ModelNotFound, detail(404))
     app.add_exception_handler(RollbackError, detail(409))
+    app.add_exception_handler(IdempotencyKeyReused, detail(409))
     app.add_exception_handler(PayloadTooLarge, lambda req, _e: _too_large(req.app.state.serving.max_body_bytes))
     # The store being down is an outage (503), not a bug; other database errors stay 500s.
     app.add_exception_handler(sa.exc.OperationalError, lambda _req, e: JSONResponse(
@@ -225,12 +239,22 @@ def _routes(app: FastAPI) -> None:
                 predictions.append(result)
         return schemas.BatchOut(predictions=predictions, errors=sorted(errors, key=lambda e: e.index))
 
+    replayed_header = {REPLAYED: {"description": "`true` when the response repeats the first one for its Idempotency-Key.",
+                                  "schema": {"type": "string", "enum": ["true"]}}}
+
     @app.post("/api/predictions/{prediction_id}/feedback", status_code=201, response_model=schemas.FeedbackCreated,
-              responses={**AUTH, **BODY, **_errors(404)}, tags=["feedback"])
-    def feedback(request: Request, prediction_id: uuid.UUID, body: schemas.FeedbackBody,
-                 _: Principal = Depends(require(Role.operator))):
-        """Feedback about a served prediction: type, rating 1-5, outcome, comment, source."""
-        stored = request.app.state.feedback.add(str(prediction_id), body)
+              responses={201: {"headers": replayed_header}, **AUTH, **BODY, **_errors(404, 409)}, tags=["feedback"])
+    def feedback(request: Request, response: Response, prediction_id: uuid.UUID, body: schemas.FeedbackBody,
+                 idempotency_key: IdempotencyKey = None, principal: Principal = Depends(require(Role.operator))):
+        """Feedback about a served prediction: type, rating 1-5, outcome, comment, source. Send an Idempotency-Key
+        to retry safely."""
+        store: FeedbackStore = request.app.state.feedback
+        if idempotency_key is None:
+            stored = store.add(str(prediction_id), body)
+        else:
+            stored, replayed = store.add_once(str(prediction_id), body, principal=principal.name, key=idempotency_key)
+            if replayed:
+                response.headers[REPLAYED] = "true"
         return schemas.FeedbackCreated(id=stored, prediction_id=str(prediction_id))
 
     @app.get("/api/models", response_model=list[schemas.ModelSummaryOut], responses=AUTH, tags=["models"])
