@@ -15,7 +15,7 @@ from iot_mlops.serving.app import create_app
 from iot_mlops.serving.auth import Role
 from iot_mlops.settings import Settings
 from iot_mlops_tests.fleet import PROFILES
-from iot_mlops_tests.serving.conftest import FLEET, KEYS, Api, Served, online_rows, serving_settings, write_online
+from iot_mlops_tests.serving.conftest import DEVICE_TYPE, FAILURE, FLEET, KEYS, Api, Served, online_rows, serving_settings, write_online
 from iot_mlops_tests.serving.test_auth import ENDPOINTS
 
 LIMIT = 16_000  # the test app's body limit
@@ -48,6 +48,14 @@ def test_no_key_is_401_and_too_low_a_role_403_before_the_body_is_read_or_validat
                 response = api.client.post(path, **{**request, "headers": headers})
                 assert response.status_code == status, (path, why, key, response.text)
                 assert response.json()["detail"].startswith(("missing API key", "unknown API key", "this endpoint needs"))
+
+
+def test_reads_check_the_key_before_their_parameters(api: Api):
+    bad = [(f"/api/models/{FAILURE}/shadow?day=9999-99-99", 422), ("/api/models/bad%20name!", 422),
+           (f"/api/predictions/{DEVICE_TYPE}/bad%20id!/component_failure", 422)]
+    for path, invalid in bad:
+        assert api.client.get(path).status_code == 401, path
+        assert api.client.get(path, headers={"X-API-Key": KEYS["reader"]}).status_code == invalid, path
 
 
 def test_with_the_key_a_body_over_the_limit_is_413_and_an_invalid_one_422(api: Api):
