@@ -100,8 +100,10 @@ class ReusePortWorkers(Multiprocess):
     def keep_subprocess_alive(self) -> None:
         if self.should_exit.is_set():
             return
-        # Dead workers' sockets first, before the healthchecks (each may wait for a busy worker).
-        dead = {idx for idx, process in enumerate(self.processes) if process.exitcode is not None}
+        # Dead workers' sockets first, before the healthchecks (each may wait for a busy worker). A worker is dead once
+        # its sentinel is ready: the kernel closed its files; waitpid may not report it for a moment yet, and a ping
+        # of it meanwhile would wait the whole healthcheck timeout.
+        dead = {idx for idx, process in enumerate(self.processes) if wait([process.process.sentinel], timeout=0)}
         for idx in dead:
             self._new_socket(idx)
         for idx, process in enumerate(self.processes):
