@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 import os
 import time
@@ -60,6 +62,16 @@ feedback = sa.Table(
     sa.CheckConstraint("rating BETWEEN 1 AND 5", name="ck_feedback_rating"),
 )
 
+# A table of its own rather than a column of `feedback`: create_all adds it to a store made before it existed.
+idempotency_keys = sa.Table(
+    "idempotency_keys", metadata,
+    sa.Column("principal", sa.String(128), primary_key=True),  # keys are scoped per API key (its name)
+    sa.Column("idempotency_key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),  # SHA-256 of the request the key answered
+    sa.Column("feedback_id", sa.Integer, sa.ForeignKey("feedback.id"), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
 
 class FeedbackError(ValueError):
     """Feedback refused; nothing was stored."""
@@ -67,6 +79,14 @@ class FeedbackError(ValueError):
 
 class UnknownPredictionError(FeedbackError):
     """Feedback about a prediction id the store does not hold (an HTTP 404 rather than a 422)."""
+
+
+class IdempotencyKeyReused(Exception):
+    """An idempotency key sent again with a different request (an HTTP 409); nothing was stored."""
+
+
+class _KeyTaken(Exception):
+    """A concurrent request with the same idempotency key committed first."""
 
 
 def utc_naive(value: datetime) -> datetime:
@@ -94,7 +114,10 @@ class FeedbackIn(BaseModel):
     @field_validator("outcome_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        return utc_naive(value) if value else value
+        try:
+            return utc_naive(value) if value else value
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is a time before year 1 in UTC
+            raise ValueError("outcome_at is out of range once converted to UTC") from None
 
     @model_validator(mode="after")
     def _outcome(self) -> FeedbackIn:
@@ -286,15 +309,15 @@ def _check_source(source: str) -> None:
         raise ValueError(f"unknown prediction source {source!r}; expected one of {list(PREDICTION_SOURCES)}")
 
 
-def _insert_ignoring_duplicates(conn: sa.Connection):
-    """INSERT that skips ids a concurrent writer stored first."""
+def _insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table = predictions):
+    """INSERT that skips rows whose primary key a concurrent writer stored first."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     elif conn.dialect.name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:
-        return predictions.insert()
-    return insert(predictions).on_conflict_do_nothing(index_elements=["prediction_id"])
+        return table.insert()
+    return insert(table).on_conflict_do_nothing(index_elements=[c.name for c in table.primary_key])
 
 
 def validate_feedback(data: FeedbackIn | Mapping[str, Any]) -> FeedbackIn:
@@ -308,6 +331,11 @@ def validate_feedback(data: FeedbackIn | Mapping[str, Any]) -> FeedbackIn:
         raise FeedbackError(f"invalid feedback: {problems}") from None
 
 
+def feedback_fingerprint(prediction_id: str, fb: FeedbackIn) -> str:
+    """SHA-256 of a feedback request as validated: the same for the same content, whatever its JSON spelling."""
+    return hashlib.sha256(json.dumps([prediction_id, fb.model_dump(mode="json")], sort_keys=True).encode()).hexdigest()
+
+
 class FeedbackStore(_Store):
     """Feedback about stored predictions: validated on the way in, summarized for the sensors."""
 
@@ -315,18 +343,48 @@ class FeedbackStore(_Store):
         """Store one feedback record; returns its id. Raises FeedbackError (storing nothing) on invalid feedback."""
         fb = validate_feedback(data)
         with self._write() as conn:
-            pred = conn.execute(sa.select(predictions.c.fleet, predictions.c.predicted_component, predictions.c.probabilities)
-                                .where(predictions.c.prediction_id == prediction_id)).first()
-            if pred is None:
-                raise UnknownPredictionError(f"unknown prediction id {prediction_id!r}")
-            components = sorted(pred.probabilities)
-            if fb.outcome_component is not None and fb.outcome_component not in components:
-                raise FeedbackError(f"outcome component {fb.outcome_component!r} is not a component of fleet {pred.fleet} "
-                                    f"({', '.join(components)})")
-            if fb.type == "false_positive" and pred.predicted_component == NO_ALERT:
-                raise FeedbackError(f"prediction {prediction_id} raised no alert, so it cannot be a false positive")
-            row = dict(prediction_id=prediction_id, created_at=utc_naive(received_at) if received_at else _now(), **fb.model_dump())
-            return int(conn.execute(feedback.insert().values(**row)).inserted_primary_key[0])
+            return self._insert(conn, prediction_id, fb, received_at)
+
+    def add_once(self, prediction_id: str, data: FeedbackIn | Mapping[str, Any], *, principal: str,
+                 key: str) -> tuple[int, bool]:
+        """`add` at most once per (principal, key): (id, False) when stored, (the first id, True) for a repeat of the
+        same request, which stores nothing. Raises IdempotencyKeyReused for the key with another request."""
+        fb = validate_feedback(data)
+        fingerprint = feedback_fingerprint(prediction_id, fb)
+        claim = (idempotency_keys.c.principal == principal) & (idempotency_keys.c.idempotency_key == key)
+        first_query = sa.select(idempotency_keys.c.fingerprint, idempotency_keys.c.feedback_id).where(claim)
+        try:
+            with self._write() as conn:
+                first = conn.execute(first_query).first()
+                if first is None:
+                    stored = self._insert(conn, prediction_id, fb, None)
+                    row = dict(principal=principal, idempotency_key=key, fingerprint=fingerprint, feedback_id=stored,
+                               created_at=_now())
+                    # On Postgres a concurrent claim of the key makes this wait for that transaction, then skip.
+                    if conn.execute(_insert_ignoring_duplicates(conn, idempotency_keys), row).rowcount != 1:
+                        raise _KeyTaken()  # rolls our feedback back
+                    return stored, False
+        except _KeyTaken:
+            with self.engine.connect() as conn:
+                first = conn.execute(first_query).one()
+        if first.fingerprint != fingerprint:
+            raise IdempotencyKeyReused(f"idempotency key {key!r} was used for a different request (feedback "
+                                       f"{first.feedback_id}); send a new key for a new request")
+        return int(first.feedback_id), True
+
+    def _insert(self, conn: sa.Connection, prediction_id: str, fb: FeedbackIn, received_at: datetime | None) -> int:
+        pred = conn.execute(sa.select(predictions.c.fleet, predictions.c.predicted_component, predictions.c.probabilities)
+                            .where(predictions.c.prediction_id == prediction_id)).first()
+        if pred is None:
+            raise UnknownPredictionError(f"unknown prediction id {prediction_id!r}")
+        components = sorted(pred.probabilities)
+        if fb.outcome_component is not None and fb.outcome_component not in components:
+            raise FeedbackError(f"outcome component {fb.outcome_component!r} is not a component of fleet {pred.fleet} "
+                                f"({', '.join(components)})")
+        if fb.type == "false_positive" and pred.predicted_component == NO_ALERT:
+            raise FeedbackError(f"prediction {prediction_id} raised no alert, so it cannot be a false positive")
+        row = dict(prediction_id=prediction_id, created_at=utc_naive(received_at) if received_at else _now(), **fb.model_dump())
+        return int(conn.execute(feedback.insert().values(**row)).inserted_primary_key[0])
 
     def _joined(self, fleet: str | None, since: datetime | None, until: datetime | None) -> sa.Select:
         query = (sa.select(feedback, predictions.c.fleet, predictions.c.device_id, predictions.c.model_version,

@@ -10,18 +10,26 @@ from typing import Annotated
 
 import anyio
 import sqlalchemy as sa
-from fastapi import Body, Depends, FastAPI, Path, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from threadpoolctl import threadpool_limits
 
 from iot_mlops.monitoring.sqlite_writes import WalCheckpointer, write_lock
-from iot_mlops.monitoring.store import FeedbackError, FeedbackStore, PredictionLog, UnknownPredictionError, engine_for
+from iot_mlops.monitoring.store import (
+    FeedbackError,
+    FeedbackStore,
+    IdempotencyKeyReused,
+    PredictionLog,
+    UnknownPredictionError,
+    engine_for,
+)
 from iot_mlops.profiles import load_profiles
 from iot_mlops.registry.decisions import DecisionLog
 from iot_mlops.registry.lifecycle import RollbackError
 from iot_mlops.registry.mlflow_service import ModelNotFound, ModelRegistry, psycopg2_url
 from iot_mlops.serving import catalog, schemas
-from iot_mlops.serving.auth import AuthError, KeyRing, Principal, Role, document_keys, parse_keys, require
+from iot_mlops.serving.auth import AuthError, KeyFirstRoute, KeyRing, Principal, Role, document_keys, parse_keys, require
 from iot_mlops.serving.batching import MicroBatcher
 from iot_mlops.serving.config import ServingSettings
 from iot_mlops.serving.lean_route import LeanRoute
@@ -30,6 +38,12 @@ from iot_mlops.serving.service import OnlineFeatures, PredictionService, Serving
 from iot_mlops.settings import Settings, get_settings
 
 ModelName = Annotated[str, Path(pattern=schemas.MODEL_NAME, examples=["water_heaters_component_failure"])]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+    description="Any unique string (a UUID) per feedback: a retry with the same key and body returns the first "
+                "response (header Idempotent-Replayed: true) and stores nothing; the key with another body is 409. "
+                "Keys are scoped to the API key.")]
+REPLAYED = "Idempotent-Replayed"
 
 
 def _errors(*statuses: int) -> dict:
@@ -40,12 +54,16 @@ AUTH = _errors(401, 403)
 BODY = _errors(400, 413)  # 400: a body that is not even text (FastAPI), 413: over the size limit
 
 
-class PayloadTooLarge(Exception):
-    pass
+class PayloadTooLarge(HTTPException):
+    """An HTTPException, so FastAPI's body reading passes it on (it turns other errors into a 400)."""
+
+    def __init__(self) -> None:
+        super().__init__(413)
 
 
 class BodyLimit:
-    """413 for a body over the limit: by Content-Length up front, or while a chunked body streams in."""
+    """413 for a body over the limit, when the route reads it (after the key check): by Content-Length before
+    reading anything, or as soon as a chunked body streams past the limit."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -54,12 +72,12 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await _too_large(self.max_bytes)(scope, receive, send)
-        seen = 0
+        declared, seen = int(length) if length is not None and length.isdigit() else 0, 0
 
         async def limited():
             nonlocal seen
+            if declared > self.max_bytes:
+                raise PayloadTooLarge()
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
@@ -86,6 +104,7 @@ def _handlers(app: FastAPI) -> None:
     app.add_exception_handler(FeedbackError, lambda _req, e: _validation_422(str(e)))
     app.add_exception_handler(ModelNotFound, detail(404))
     app.add_exception_handler(RollbackError, detail(409))
+    app.add_exception_handler(IdempotencyKeyReused, detail(409))
     app.add_exception_handler(PayloadTooLarge, lambda req, _e: _too_large(req.app.state.serving.max_body_bytes))
     # The store being down is an outage (503), not a bug; other database errors stay 500s.
     app.add_exception_handler(sa.exc.OperationalError, lambda _req, e: JSONResponse(
@@ -136,6 +155,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     app.state.feedback = FeedbackStore(store_url)
     app.state.batcher = MicroBatcher(service.score, service.log.record_many, serving.max_batch_rows)
     app.add_middleware(BodyLimit, max_bytes=serving.max_body_bytes)
+    app.router.route_class = KeyFirstRoute
     _handlers(app)
     _routes(app)
 
@@ -219,12 +239,22 @@ def _routes(app: FastAPI) -> None:
                 predictions.append(result)
         return schemas.BatchOut(predictions=predictions, errors=sorted(errors, key=lambda e: e.index))
 
+    replayed_header = {REPLAYED: {"description": "`true` when the response repeats the first one for its Idempotency-Key.",
+                                  "schema": {"type": "string", "enum": ["true"]}}}
+
     @app.post("/api/predictions/{prediction_id}/feedback", status_code=201, response_model=schemas.FeedbackCreated,
-              responses={**AUTH, **BODY, **_errors(404)}, tags=["feedback"])
-    def feedback(request: Request, prediction_id: uuid.UUID, body: schemas.FeedbackBody,
-                 _: Principal = Depends(require(Role.operator))):
-        """Feedback about a served prediction: type, rating 1-5, outcome, comment, source."""
-        stored = request.app.state.feedback.add(str(prediction_id), body)
+              responses={201: {"headers": replayed_header}, **AUTH, **BODY, **_errors(404, 409)}, tags=["feedback"])
+    def feedback(request: Request, response: Response, prediction_id: uuid.UUID, body: schemas.FeedbackBody,
+                 idempotency_key: IdempotencyKey = None, principal: Principal = Depends(require(Role.operator))):
+        """Feedback about a served prediction: type, rating 1-5, outcome, comment, source. Send an Idempotency-Key
+        to retry safely."""
+        store: FeedbackStore = request.app.state.feedback
+        if idempotency_key is None:
+            stored = store.add(str(prediction_id), body)
+        else:
+            stored, replayed = store.add_once(str(prediction_id), body, principal=principal.name, key=idempotency_key)
+            if replayed:
+                response.headers[REPLAYED] = "true"
         return schemas.FeedbackCreated(id=stored, prediction_id=str(prediction_id))
 
     @app.get("/api/models", response_model=list[schemas.ModelSummaryOut], responses=AUTH, tags=["models"])

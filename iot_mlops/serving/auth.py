@@ -10,12 +10,16 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 
 HEADER = "X-API-Key"
+_PRINCIPAL = "iot_mlops.principal"  # the request scope's key: the key is looked up once per request
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -94,13 +98,34 @@ def require(role: Role):
     # The header is read here, not through a Security() sub-dependency: FastAPI resolves every dependency on every
     # request, and this one guards the prediction hot path. `document_keys` states the scheme in the OpenAPI schema.
     async def dependency(request: Request) -> Principal:
-        principal = request.app.state.keys.identify(request.headers.get(HEADER))
+        principal = request.scope.get(_PRINCIPAL)  # set when KeyFirstRoute checked the key already
+        if principal is None:
+            principal = request.scope[_PRINCIPAL] = request.app.state.keys.identify(request.headers.get(HEADER))
         if principal.role < role:
             raise AuthError(403, f"this endpoint needs role {role.name}; key {principal.name!r} has role {principal.role.name}")
         return principal
 
     dependency.__name__ = f"require_{role.name}"
+    dependency.role = role  # type: ignore[attr-defined]  # how KeyFirstRoute finds its key checks
     return dependency
+
+
+class KeyFirstRoute(APIRoute):
+    """An APIRoute that checks the key and role before anything else: 401/403 before a body is read (413) or
+    validated (422); FastAPI itself reads and parses the body before it resolves any dependency."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        guards = [sub.call for sub in self.dependant.dependencies if getattr(sub.call, "role", None) is not None]
+        if not guards:
+            return handler
+
+        async def checked(request: Request) -> Response:
+            for guard in guards:
+                await guard(request)
+            return await handler(request)
+
+        return checked
 
 
 def document_keys(schema: dict) -> dict:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from iot_mlops.monitoring.store import FeedbackIn
 from iot_mlops.profiles.schema_types import IDENTIFIER
@@ -30,7 +30,14 @@ def _iso_day(value: object) -> object:
     return value
 
 
-Day = Annotated[date, BeforeValidator(_iso_day)]
+def _has_next_day(value: date) -> date:
+    """A day is queried as [day, day + 1): the last day of the calendar has no end."""
+    if value == date.max:
+        raise ValueError(f"day out of range: at most {date.max - timedelta(days=1)}")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day), AfterValidator(_has_next_day)]
 
 
 class Out(BaseModel):

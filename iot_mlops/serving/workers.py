@@ -8,7 +8,9 @@ per worker the kernel spreads connections across the workers by a hash of their 
 from __future__ import annotations
 
 import logging
+import os
 import socket
+from multiprocessing.connection import wait
 
 from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
@@ -32,7 +34,13 @@ def reuseport_sockets(host: str, port: int, count: int) -> list[socket.socket]:
 
 
 class ReusePortWorkers(Multiprocess):
-    """uvicorn's Multiprocess, with worker i always on socket i (also when it is restarted)."""
+    """uvicorn's Multiprocess, with worker i always on socket i (also when it is restarted).
+
+    A worker's socket stays in the kernel's SO_REUSEPORT group while any process holds it open, the parent included:
+    a dead worker's socket would keep taking its share of new connections, with nobody accepting them, until the
+    replacement had started (seconds: it loads the models). So the parent closes it as soon as the worker dies, and
+    the replacement gets a fresh socket, bound but not listening until that worker is ready to serve.
+    """
 
     def __init__(self, config: Config):
         try:
@@ -40,8 +48,9 @@ class ReusePortWorkers(Multiprocess):
         except OSError as error:
             logger.error(error)
             raise SystemExit(STARTUP_FAILURE) from error
+        self.port = self.slots[0].getsockname()[1]
         logger.info("Uvicorn running on http://%s:%d with %d workers, one socket each (Press CTRL+C to quit)",
-                    config.host, self.slots[0].getsockname()[1], config.workers)
+                    config.host, self.port, config.workers)
         super().__init__(config, sockets=[])
 
     def _new(self, idx: int) -> Process:
@@ -49,8 +58,28 @@ class ReusePortWorkers(Multiprocess):
         process.start()
         return process
 
+    def _new_socket(self, idx: int) -> None:
+        self.slots[idx].close()
+        try:
+            self.slots[idx] = reuseport_sockets(self.config.host, self.port, 1)[0]
+        except OSError as error:  # the port was taken meanwhile: serving on fewer sockets would hide it
+            logger.error("Cannot bind a socket for a new worker: %s; stopping.", error)
+            self.should_exit.set()
+
     def init_processes(self) -> None:
         self.processes = [self._new(idx) for idx in range(self.processes_num)]
+
+    def run(self) -> None:
+        """uvicorn's loop, woken at once when a worker exits instead of at its next half-second tick."""
+        logger.info("Started parent process [%d]", os.getpid())
+        self.init_processes()
+        while not self.should_exit.is_set():
+            wait([process.process.sentinel for process in self.processes], timeout=0.5)
+            self.handle_signals()
+            self.keep_subprocess_alive()
+        self.terminate_all()
+        self.join_all()
+        logger.info("Stopping parent process [%d]", os.getpid())
 
     def restart_all(self) -> None:
         """Replace each worker, the new one in service before the old one goes (as uvicorn does)."""
@@ -71,11 +100,19 @@ class ReusePortWorkers(Multiprocess):
     def keep_subprocess_alive(self) -> None:
         if self.should_exit.is_set():
             return
+        # Dead workers' sockets first, before the healthchecks (each may wait for a busy worker). A worker is dead once
+        # its sentinel is ready: the kernel closed its files; waitpid may not report it for a moment yet, and a ping
+        # of it meanwhile would wait the whole healthcheck timeout.
+        dead = {idx for idx, process in enumerate(self.processes) if wait([process.process.sentinel], timeout=0)}
+        for idx in dead:
+            self._new_socket(idx)
         for idx, process in enumerate(self.processes):
-            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+            if idx not in dead and process.is_alive(timeout=self.config.timeout_worker_healthcheck):
                 continue
-            process.kill()  # hung
+            process.kill()  # hung, or reaped
             process.join()
+            if idx not in dead:
+                self._new_socket(idx)
             if process.exitcode == STARTUP_FAILURE:  # the app itself cannot start: restarting would fail the same way
                 logger.error("Child process [%s] failed to start, stopping the parent process.", process.pid)
                 self.should_exit.set()

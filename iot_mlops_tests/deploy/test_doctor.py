@@ -59,7 +59,7 @@ def test_embedded_setup_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert {status(lines, n) for n in lines} <= {OK, "WARN", "SKIP"}
     assert "sqlite storage" in lines["dagster instance"] and str(tmp_path) in lines["dagster instance"]
     assert status(lines, "dagster daemon") == "WARN" and "dagster-daemon run" in lines["dagster daemon"]
-    assert "decisions, feedback, predictions" in lines["operational store"]
+    assert "decisions, feedback, idempotency_keys, predictions" in lines["operational store"]
     assert status(lines, "API keys") == OK and "admin, reader" in lines["API keys"]
     assert status(lines, "RabbitMQ") == status(lines, "MQTT") == "SKIP"
     # The tables really exist now.

@@ -1,4 +1,5 @@
-"""`iot-mlops serve --workers N`: each worker listens on a socket of its own, and a dead worker comes back on it."""
+"""`iot-mlops serve --workers N`: each worker listens on a socket of its own; a dead worker's socket is closed at once
+and its replacement comes back on a fresh one."""
 
 from __future__ import annotations
 
@@ -72,7 +73,19 @@ def _wait(condition, timeout: float = 120.0) -> bool:
     return False
 
 
-def test_each_worker_has_its_own_socket_and_a_killed_worker_is_replaced(tmp_path):
+def _serves_every_new_connection(url: str, connections: int = 20) -> bool:
+    """Fresh connections (the kernel picks a socket for each) all answered, each within a second."""
+    for _ in range(connections):
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status != 200:
+                    return False
+        except OSError:
+            return False
+    return True
+
+
+def test_each_worker_has_its_own_socket_and_a_killed_worker_stops_getting_connections_at_once(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -88,11 +101,17 @@ def test_each_worker_has_its_own_socket_and_a_killed_worker_is_replaced(tmp_path
     try:
         assert _wait(lambda: len(_workers(server.pid)) == 2 and _healthy(health)), (tmp_path / "serve.log").read_text()[-3000:]
         assert _wait(lambda: _listening(port) == 2)  # once both have started: one socket each, not one shared
-        first = _workers(server.pid)
-        victim = min(first)
+        victim = min(_workers(server.pid))
         os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        # Its replacement takes seconds to load; meanwhile the dead worker's socket must be gone (or the kernel keeps
+        # handing it half the new connections, which wait), and the replacement's not listening yet.
+        assert _wait(lambda: _listening(port) == 1, timeout=1.0)
+        time.sleep(max(0.0, killed + 1.0 - time.monotonic()))
+        assert _serves_every_new_connection(health)
         assert _wait(lambda: len(_workers(server.pid)) == 2 and victim not in _workers(server.pid))
         assert _wait(lambda: _healthy(health) and _listening(port) == 2)
+        assert _serves_every_new_connection(health)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
