@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 
-from iot_mlops.ingestion.rules import NumericColumn, numeric_reasons, number_expr, text_expr, timestamp_expr
+from iot_mlops.ingestion.rules import NumericColumn, device_expr, device_rules, numeric_reasons, number_expr, text_expr, timestamp_layers, timestamp_rules
 from iot_mlops.ingestion.sources import SourceError, SourceFile, source_files
 from iot_mlops.ingestion.staging import IngestReport, day_expr, outside_day, quarantine_query, stage, staged_counts, write_days
 from iot_mlops.lake import Lake, ident, row_count, sql_str
-from iot_mlops.profiles.schema import FleetProfile
+from iot_mlops.partitions import future_limit, last_partition_day
+from iot_mlops.profiles.schema import FleetProfile, TableSpec
 
 SOURCE_COLUMNS = {"source_file", "source_row", "day", "reason"}
 
@@ -23,6 +24,19 @@ def _known_devices(lake: Lake, fleet: str) -> str:
     return f"(SELECT device_id FROM read_parquet({sql_str(devices)}))"
 
 
+def _time_bounds(profile: FleetProfile, folder: Path, spec: TableSpec) -> tuple[datetime, date]:
+    """The future limit, and the last partition (it takes whole-table rows after it, and future ones)."""
+    limit = future_limit(profile)
+    return limit, (profile.partitions.start if spec.is_daily else last_partition_day(profile, folder, limit))
+
+
+def _time_rules(file: SourceFile, day: str, last: date) -> list[tuple[str, str]]:
+    """Whole-table rows after a fixed last partition land in it, quarantined."""
+    if file.day is not None:
+        return []
+    return [(f"__ts >= DATE {sql_str(last)} + INTERVAL 1 DAY", "after_partition_end")]
+
+
 def ingest_telemetry(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, folder: Path, days: list[date]) -> IngestReport:
     """Validate the days' telemetry: valid rows to `telemetry`, the rest to `quarantine/telemetry`."""
     spec = profile.source.telemetry
@@ -31,22 +45,24 @@ def ingest_telemetry(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetP
     sensors = [NumericColumn(s.name, s.source_column, s.min, s.max) for s in profile.sensors]
     known = _known_devices(lake, profile.name)
     first = profile.partitions.start
+    limit, last = _time_bounds(profile, folder, spec)
 
-    def build(file: SourceFile, types: dict[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
-        device, ts = text_expr(dev_col), timestamp_expr(ts_col, types[ts_col])
-        day = day_expr(file, ts, first)
+    def build(file: SourceFile, types: dict[str, str]) -> tuple[list[list[str]], list[str], list[tuple[str, str]]]:
+        device, ts = device_expr(dev_col), "__ts"
+        day = day_expr(file, ts, first, last, limit)
         select = [f"{device} AS device_id", f"{ts} AS ts", f"{day} AS day"]
         select += [f"{number_expr(s.source, types[s.source])} AS {ident(s.name)}" for s in sensors]
         rules = [
-            (f"{device} IS NULL", "missing_value:device_id"),
+            *device_rules(dev_col),
             (f"{text_expr(ts_col)} IS NULL", "missing_value:timestamp"),
-            (f"{ts} IS NULL", "unparsable_timestamp"),
+            *timestamp_rules(ts, limit),
+            *_time_rules(file, day, last),
             (outside_day(day, ts), "timestamp_outside_partition"),
             (f"{device} NOT IN {known}", "unknown_device"),
         ]
         for sensor in sensors:
             rules += numeric_reasons(sensor, types[sensor.source])
-        return select, rules
+        return timestamp_layers(ts_col, types[ts_col], profile.ambiguous_local_time), select, rules
 
     report = IngestReport("telemetry")
     files = source_files(folder, spec, days)
@@ -72,24 +88,26 @@ def ingest_events(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
         ts_col = spec.timestamp_column or profile.timestamp_column
         allowed = profile.error_codes if spec.kind == "error" else profile.components
         unknown = "unknown_error_code" if spec.kind == "error" else "unknown_component"
+        limit, last = _time_bounds(profile, folder, spec)
 
-        def build(file: SourceFile, types: dict[str, str], spec=spec, dev_col=dev_col, ts_col=ts_col, allowed=allowed, unknown=unknown):
-            device, ts, value = text_expr(dev_col), timestamp_expr(ts_col, types[ts_col]), text_expr(spec.value_column)
-            day = day_expr(file, ts, first)
+        def build(file: SourceFile, types: dict[str, str], spec=spec, dev_col=dev_col, ts_col=ts_col, allowed=allowed, unknown=unknown, last=last):
+            device, ts, value = device_expr(dev_col), "__ts", text_expr(spec.value_column)
+            day = day_expr(file, ts, first, last, limit)
             history = f"({day} = DATE {sql_str(first)} AND {ts} < DATE {sql_str(first)})"
             select = [f"{device} AS device_id", f"{ts} AS ts", f"{day} AS day", f"{sql_str(spec.kind)} AS kind", f"{value} AS value"]
             listed = ", ".join(sql_str(a) for a in allowed)
             rules = [
-                (f"{device} IS NULL", "missing_value:device_id"),
+                *device_rules(dev_col),
                 (f"{text_expr(ts_col)} IS NULL", "missing_value:timestamp"),
-                (f"{ts} IS NULL", "unparsable_timestamp"),
+                *timestamp_rules(ts, limit),
+                *_time_rules(file, day, last),
                 (f"{outside_day(day, ts)} AND NOT {history}", "timestamp_outside_partition"),
                 (f"{device} NOT IN {known}", "unknown_device"),
                 (f"{value} IS NULL", f"missing_value:{spec.value_column}"),
             ]
             if allowed:
                 rules.append((f"{value} NOT IN ({listed})", f"{unknown}"))
-            return select, rules
+            return timestamp_layers(ts_col, types[ts_col], profile.ambiguous_local_time), select, rules
 
         files = source_files(folder, spec, days)
         part = IngestReport("events")
@@ -114,16 +132,16 @@ def ingest_devices(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPro
     if not file.path.is_file():
         raise SourceError(f"{file.path}: source file not found")
 
-    def build(file: SourceFile, types: dict[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
-        device = text_expr(dev_col)
+    def build(file: SourceFile, types: dict[str, str]) -> tuple[list[list[str]], list[str], list[tuple[str, str]]]:
+        device = device_expr(dev_col)
         select = [f"{device} AS device_id", f"DATE {sql_str(profile.partitions.start)} AS day"]
         select += [f"{text_expr(a.source_column)} AS {ident(a.name)}" for a in categorical]
         select += [f"{number_expr(a.source, types[a.source])} AS {ident(a.name)}" for a in numeric]
-        rules = [(f"{device} IS NULL", "missing_value:device_id")]
+        rules = device_rules(dev_col)
         rules += [(f"{text_expr(a.source_column)} IS NULL", f"missing_value:{a.name}") for a in categorical]
         for attribute in numeric:
             rules += numeric_reasons(attribute, types[attribute.source])
-        return select, rules
+        return [], select, rules
 
     report = IngestReport("devices")
     required = [dev_col, *(a.source_column for a in spec.attributes)]

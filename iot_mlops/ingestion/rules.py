@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+
+import duckdb
 
 from iot_mlops.lake import ident, sql_str
+from iot_mlops.profiles.schema_types import DEVICE_ID
 
 NUMERIC_TYPES = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT")
 
@@ -31,11 +36,149 @@ def text_expr(column: str) -> str:
     return f"NULLIF(trim(CAST({ident(column)} AS VARCHAR)), '')"
 
 
-def timestamp_expr(column: str, dtype: str) -> str:
-    """Parse a timestamp to naive UTC; offsets are honoured, naive values are taken as UTC."""
+def device_expr(column: str) -> str:
+    """A device id as given: ids with surrounding whitespace break DEVICE_ID and are refused, as by the API."""
+    return f"CAST({ident(column)} AS VARCHAR)"
+
+
+def device_rules(column: str) -> list[tuple[str, str]]:
+    """(condition, reason) pairs for a device id column."""
+    return [
+        (f"{text_expr(column)} IS NULL", "missing_value:device_id"),
+        (f"NOT regexp_full_match({device_expr(column)}, {sql_str(DEVICE_ID)})", "invalid_device_id"),
+    ]
+
+
+def timestamp_rules(ts: str, limit: datetime) -> list[tuple[str, str]]:
+    """(condition, reason) pairs for a parsed timestamp (timestamp_layers' __ts and __ts_problem)."""
+    rules = [(f"__ts_problem = {sql_str(p)}", p) for p in TIMESTAMP_PROBLEMS]
+    return [*rules, (f"{ts} IS NULL", "unparsable_timestamp"), (f"{ts} > TIMESTAMP {sql_str(limit)}", "timestamp_in_future")]
+
+
+# A local date-time and an optional zone: Z, an offset (+HH, +HHMM, +HH:MM) or a zone name (Europe/Berlin).
+_TIMESTAMP = (
+    r"^(\d{4}-\d{1,2}-\d{1,2})(?:[T ](\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?|[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*)?$"
+)
+_OFFSET = r"^[+-]\d{2}(:?\d{2})?$"
+TIMESTAMP_PROBLEMS = ("unparsable_timestamp", "unknown_time_zone", "nonexistent_local_time", "ambiguous_local_time")
+AMBIGUOUS = ("quarantine", "earliest", "latest")
+
+
+def _let(value: str, name: str, body: str) -> str:
+    """Evaluate `value` once per row and use it as `name` in `body` (a one-element list lambda)."""
+    return f"list_transform([{value}], lambda {name}: {body})[1]"
+
+
+@cache
+def _zone_names() -> str:
+    """The zone names DuckDB knows, as a SQL list (an unknown name makes timezone() raise)."""
+    with duckdb.connect() as con:
+        names = [name for (name,) in con.execute("SELECT name FROM pg_timezone_names() ORDER BY name").fetchall()]
+    return "[" + ", ".join(sql_str(n) for n in names) + "]"
+
+
+def _result(ts: str, problem: str | None = None) -> str:
+    return f"{{'ts': {ts}, 'problem': {sql_str(problem) if problem else 'NULL::VARCHAR'}}}"
+
+
+def _in_zone(local: str, zone: str, ambiguous: str) -> str:
+    """A local time in a named zone to UTC; a time skipped or repeated by a clock change is a problem."""
+    def offset(utc: str) -> str:  # the zone's UTC offset at a UTC time
+        return f"(timezone({zone}, timezone('UTC', {utc})) - {utc})"
+
+    # The offsets a day before and after bracket any single clock change; each is a candidate.
+    pick = {"earliest": "least(__u1, __u2)", "latest": "greatest(__u1, __u2)"}.get(ambiguous)
+    both = _result(pick) if pick else _result("NULL::TIMESTAMP", "ambiguous_local_time")
+    body = f"""CASE
+        WHEN {offset('__u1')} = __c.o1 AND {offset('__u2')} = __c.o2 AND __u1 <> __u2 THEN {both}
+        WHEN {offset('__u1')} = __c.o1 THEN {_result('__u1')}
+        WHEN {offset('__u2')} = __c.o2 THEN {_result('__u2')}
+        ELSE {_result('NULL::TIMESTAMP', 'nonexistent_local_time')} END"""
+    candidates = f"{{'o1': {offset(f'({local} - INTERVAL 1 DAY)')}, 'o2': {offset(f'({local} + INTERVAL 1 DAY)')}}}"
+    return _let(candidates, "__c", _let(f"{local} - __c.o1", "__u1", _let(f"{local} - __c.o2", "__u2", body)))
+
+
+def timestamp_parse(column: str, dtype: str, ambiguous: str = "quarantine") -> str:
+    """A struct {ts: naive UTC or NULL, problem: a TIMESTAMP_PROBLEMS reason or NULL}, computed row by row.
+
+    Naive values are UTC, offsets and zone names are honoured, a date alone is midnight UTC.
+    """
+    if ambiguous not in AMBIGUOUS:
+        raise ValueError(f"ambiguous must be one of {AMBIGUOUS}, got {ambiguous!r}")
     if is_timestamp(dtype):
-        return f"CAST({ident(column)} AS TIMESTAMP)"
-    return f"CAST(TRY_CAST({text_expr(column)} AS TIMESTAMPTZ) AS TIMESTAMP)"
+        col = ident(column)
+        typed = f"timezone('UTC', {col})" if "TIME ZONE" in dtype.upper() or dtype.upper() == "TIMESTAMPTZ" else f"CAST({col} AS TIMESTAMP)"
+        return _let(typed, "__t", f"CASE WHEN __t IS NULL OR isfinite(__t) THEN {_result('__t')} ELSE {_result('NULL::TIMESTAMP', 'unparsable_timestamp')} END")
+    hours, minutes = "TRY_CAST(substr(__p.z, 2, 2) AS INTEGER)", "coalesce(TRY_CAST(right(replace(__p.z, ':', ''), 2) AS INTEGER), 0)"
+    sign = "CASE WHEN starts_with(__p.z, '-') THEN -1 ELSE 1 END"
+    minutes = f"CASE WHEN length(replace(__p.z, ':', '')) = 5 THEN {minutes} ELSE 0 END"
+    body = f"""CASE
+        WHEN __l IS NULL THEN {_result('NULL::TIMESTAMP', 'unparsable_timestamp')}
+        WHEN __p.z IN ('', 'Z') THEN {_result('__l')}
+        WHEN regexp_full_match(__p.z, '{_OFFSET}') THEN CASE
+            WHEN {hours} <= 23 AND {minutes} <= 59 THEN {_result(f'__l - to_minutes({sign} * ({hours} * 60 + {minutes}))')}
+            ELSE {_result('NULL::TIMESTAMP', 'unparsable_timestamp')} END
+        WHEN NOT list_contains({_zone_names()}, __p.z) THEN {_result('NULL::TIMESTAMP', 'unknown_time_zone')}
+        ELSE {_in_zone('__l', '__p.z', ambiguous)} END"""
+    local = "TRY_CAST(NULLIF(__p.d, '') || ' ' || coalesce(NULLIF(__p.t, ''), '00:00:00') AS TIMESTAMP)"
+    parsed = _let(f"regexp_extract({text_expr(column)}, '{_TIMESTAMP}', ['d', 't', 'z'])", "__p", _let(local, "__l", body))
+    return f"CASE WHEN {text_expr(column)} IS NULL THEN {_result('NULL::TIMESTAMP')} ELSE {parsed} END"
+
+
+def timestamp_expr(column: str, dtype: str) -> str:
+    """A timestamp as naive UTC (NULL when unusable), parsed row by row; see timestamp_parse."""
+    return f"({timestamp_parse(column, dtype)}).ts"
+
+
+def timestamp_layers(column: str, dtype: str, ambiguous: str = "quarantine") -> list[list[str]]:
+    """timestamp_parse as stacked projections giving columns __ts and __ts_problem; several times faster.
+
+    Each list is one SELECT level over the previous (innermost first), so each step runs once per row.
+    """
+    if is_timestamp(dtype):
+        return [[f"{timestamp_parse(column, dtype)} AS __ts_r"], ["__ts_r.ts AS __ts", "__ts_r.problem AS __ts_problem"]]
+    if ambiguous not in AMBIGUOUS:
+        raise ValueError(f"ambiguous must be one of {AMBIGUOUS}, got {ambiguous!r}")
+    text = text_expr(column)
+    hours, minutes = "TRY_CAST(substr(__ts_p.z, 2, 2) AS INTEGER)", "coalesce(TRY_CAST(right(replace(__ts_p.z, ':', ''), 2) AS INTEGER), 0)"
+    minutes = f"CASE WHEN length(replace(__ts_p.z, ':', '')) = 5 THEN {minutes} ELSE 0 END"
+    sign = "CASE WHEN starts_with(__ts_p.z, '-') THEN -1 ELSE 1 END"
+
+    def offset(utc: str) -> str:  # the named zone's UTC offset at a UTC time
+        return f"(timezone(__ts_p.z, timezone('UTC', {utc})) - {utc})"
+
+    kind = f"""CASE WHEN {text} IS NULL THEN 'missing' WHEN __ts_l IS NULL THEN 'unparsable_timestamp'
+        WHEN __ts_p.z IN ('', 'Z') THEN 'naive'
+        WHEN regexp_full_match(__ts_p.z, '{_OFFSET}') THEN CASE WHEN {hours} <= 23 AND {minutes} <= 59 THEN 'offset' ELSE 'unparsable_timestamp' END
+        WHEN list_contains({_zone_names()}, __ts_p.z) THEN 'named' ELSE 'unknown_time_zone' END"""
+    # The offsets a day before and after bracket any single clock change; each gives a candidate UTC time.
+    candidates = f"""CASE WHEN __ts_k = 'named' THEN {{'o1': {offset("(__ts_l - INTERVAL 1 DAY)")}, 'o2': {offset("(__ts_l + INTERVAL 1 DAY)")}}} END"""
+    fits = "CASE WHEN __ts_k = 'named' THEN {'v1': " + offset("__ts_u1") + " = __ts_c.o1, 'v2': " + offset("__ts_u2") + " = __ts_c.o2} END"
+    pick = {"earliest": "least(__ts_u1, __ts_u2)", "latest": "greatest(__ts_u1, __ts_u2)"}.get(ambiguous)
+    ts = f"""CASE __ts_k WHEN 'naive' THEN __ts_l WHEN 'offset' THEN __ts_l - to_minutes({sign} * ({hours} * 60 + {minutes}))
+        WHEN 'named' THEN CASE WHEN __ts_v.v1 AND __ts_v.v2 AND __ts_u1 <> __ts_u2 THEN {pick or 'NULL'}
+            WHEN __ts_v.v1 THEN __ts_u1 WHEN __ts_v.v2 THEN __ts_u2 END END"""
+    problem = f"""CASE WHEN __ts_k IN ('unparsable_timestamp', 'unknown_time_zone') THEN __ts_k
+        WHEN __ts_k = 'named' AND __ts_v.v1 AND __ts_v.v2 AND __ts_u1 <> __ts_u2 THEN {'NULL' if pick else "'ambiguous_local_time'"}
+        WHEN __ts_k = 'named' AND NOT __ts_v.v1 AND NOT __ts_v.v2 THEN 'nonexistent_local_time' END"""
+    local = "TRY_CAST(NULLIF(__ts_p.d, '') || ' ' || coalesce(NULLIF(__ts_p.t, ''), '00:00:00') AS TIMESTAMP)"
+    return [
+        [f"regexp_extract({text}, '{_TIMESTAMP}', ['d', 't', 'z']) AS __ts_p"],
+        [f"{local} AS __ts_l"],
+        [f"{kind} AS __ts_k"],
+        [f"{candidates} AS __ts_c"],
+        ["__ts_l - __ts_c.o1 AS __ts_u1", "__ts_l - __ts_c.o2 AS __ts_u2"],
+        [f"{fits} AS __ts_v"],
+        [f"{ts} AS __ts", f"{problem} AS __ts_problem"],
+    ]
+
+
+def layered(source: str, layers: list[list[str]]) -> str:
+    """`source` with each layer's columns added in turn."""
+    for layer in layers:
+        source = f"(SELECT *, {', '.join(layer)} FROM {source})"
+    return source
 
 
 def number_expr(column: str, dtype: str) -> str:

@@ -26,13 +26,16 @@ class SourceFile:
     day: date | None
 
     def reader(self) -> str:
-        """DuckDB table function; CSV is read as text so that bad values reach validation."""
+        """DuckDB table function; CSV is read as text so that bad values reach validation.
+
+        Files are read as they are: a `date=...` folder never replaces a column of the file.
+        """
         suffix = self.path.suffix.lower()
         if suffix == ".parquet":
-            return f"read_parquet({sql_str(self.path)})"
+            return f"read_parquet({sql_str(self.path)}, hive_partitioning = false)"
         if suffix in {".csv", ".gz", ".txt"}:
             # Without padding, one short row makes the sniffer read the file as a single column.
-            return f"read_csv({sql_str(self.path)}, all_varchar = true, header = true, null_padding = true)"
+            return f"read_csv({sql_str(self.path)}, all_varchar = true, header = true, null_padding = true, hive_partitioning = false)"
         raise SourceError(f"{self.path}: unsupported file type {suffix!r} (use .parquet or .csv)")
 
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import duckdb
 
-from iot_mlops.ingestion.rules import reason_case, reason_category
+from iot_mlops.ingestion.rules import layered, reason_case, reason_category
 from iot_mlops.ingestion.sources import SourceFile, check_columns, file_columns
 from iot_mlops.lake import Lake, ident, row_count, sql_str
 
-# Given a file and its column types: the standardized SELECT list and the validation rules.
-Builder = Callable[[SourceFile, dict[str, str]], tuple[list[str], list[tuple[str, str]]]]
+# Given a file and its column types: the prepared column layers, the standardized SELECT list and the rules.
+Builder = Callable[[SourceFile, dict[str, str]], tuple[list[list[str]], list[str], list[tuple[str, str]]]]
 
 
 @dataclass
@@ -51,15 +51,21 @@ class IngestReport:
         return total
 
 
-def day_expr(file: SourceFile, ts: str, first_day: date) -> str:
+def day_expr(file: SourceFile, ts: str, first_day: date, last_day: date, limit: datetime) -> str:
     """The partition a row belongs to: its file's day, else its timestamp's day.
 
     Rows of a whole-table source with no usable timestamp, or from before the first
-    partition, belong to the first partition, so every source row lands somewhere.
+    partition, belong to the first partition; rows after the last partition or later than
+    `limit` (the future) belong to the last, so every source row lands somewhere, once.
     """
     if file.day is not None:
         return f"DATE {sql_str(file.day)}"
-    return f"CASE WHEN {ts} IS NULL OR {ts} < DATE {sql_str(first_day)} THEN DATE {sql_str(first_day)} ELSE CAST({ts} AS DATE) END"
+    first, last = f"DATE {sql_str(first_day)}", f"DATE {sql_str(last_day)}"
+    return (
+        f"CASE WHEN {ts} IS NULL OR {ts} < {first} THEN {first}"
+        f" WHEN {ts} > TIMESTAMP {sql_str(limit)} OR {ts} >= {last} + INTERVAL 1 DAY THEN {last}"
+        f" ELSE CAST({ts} AS DATE) END"
+    )
 
 
 def stage(
@@ -83,10 +89,10 @@ def stage(
         extra = check_columns(file, columns, required)
         if extra:
             report.ignored_columns[str(file.path)] = extra
-        select, rules = build(file, columns)
+        layers, select, rules = build(file, columns)
         parts.append(
             f"SELECT * FROM (SELECT {sql_str(file.path)} AS source_file, row_number() OVER () AS source_row,"
-            f" {', '.join(select)}, {reason_case(rules)} AS reason FROM {reader} AS src) WHERE day IN ({wanted})"
+            f" {', '.join(select)}, {reason_case(rules)} AS reason FROM {layered(reader, layers)} AS src) WHERE day IN ({wanted})"
         )
     if not parts:
         con.execute("CREATE OR REPLACE TEMP TABLE checked AS SELECT NULL::VARCHAR AS source_file, NULL::BIGINT AS source_row, NULL::DATE AS day, NULL::VARCHAR AS reason WHERE false")
