@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -92,13 +93,48 @@ def stage(
         layers, select, rules = build(file, columns)
         parts.append(
             f"SELECT * FROM (SELECT {sql_str(file.path)} AS source_file, row_number() OVER () AS source_row,"
-            f" {', '.join(select)}, {reason_case(rules)} AS reason FROM {layered(reader, layers)} AS src) WHERE day IN ({wanted})"
+            f" {', '.join(select)}, {reason_case(rules)} AS reason, NULL::VARCHAR AS rejected_line"
+            f" FROM {layered(reader, layers)} AS src) WHERE day IN ({wanted})"
         )
     if not parts:
-        con.execute("CREATE OR REPLACE TEMP TABLE checked AS SELECT NULL::VARCHAR AS source_file, NULL::BIGINT AS source_row, NULL::DATE AS day, NULL::VARCHAR AS reason WHERE false")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE checked AS SELECT NULL::VARCHAR AS source_file, NULL::BIGINT AS source_row,"
+            " NULL::DATE AS day, NULL::VARCHAR AS reason, NULL::VARCHAR AS rejected_line WHERE false"
+        )
         return
+    # The CSV reader appends the rows it rejects to these tables; only this scan's must count.
+    con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
     con.execute("CREATE OR REPLACE TEMP TABLE checked AS " + " UNION ALL BY NAME ".join(parts))
+    add_rejected(con, files, days)
     mark_duplicates(con, key)
+
+
+# DuckDB's CSV error types -> quarantine reasons; any other rejected line is unreadable_row.
+REJECTED = {"INVALID ENCODING": "invalid_encoding", "TOO MANY COLUMNS": "extra_field"}
+
+
+def add_rejected(con: duckdb.DuckDBPyConnection, files: list[SourceFile], days: list[date]) -> None:
+    """Add the CSV lines the reader rejected to `checked`, quarantined, numbered after the file's readable rows."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reject_errors'").fetchone()[0]:
+        return
+    by_file = {str(f.path): f for f in files}
+    first = min(days)
+    rejected = con.execute(
+        """SELECT DISTINCT s.file_path, e.line, e.error_type, e.csv_line
+           FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) ORDER BY s.file_path, e.line"""
+    ).fetchall()
+    rows, readable = [], {}
+    for path, line, error, text in rejected:
+        file = by_file.get(path)
+        if file is None or (file.day or first) not in days:
+            continue
+        if path not in readable:
+            # Counted as the quarantine query reads raw records (all columns), so numbers match.
+            readable[path] = con.execute(f"SELECT count(src) FROM {file.reader()} AS src").fetchone()[0]
+        readable[path] += 1
+        rows.append((path, readable[path], file.day or first, REJECTED.get(error, "unreadable_row"), json.dumps({"line": line, "text": text})))
+    if rows:
+        con.executemany("INSERT INTO checked BY NAME SELECT ? AS source_file, ? AS source_row, ? AS day, ? AS reason, ? AS rejected_line", rows)
 
 
 def mark_duplicates(con: duckdb.DuckDBPyConnection, key: list[str]) -> None:
@@ -125,10 +161,13 @@ def quarantine_query(files: list[SourceFile]) -> str:
         f"""SELECT c.day, c.reason, c.source_file, c.source_row, to_json(r.raw) AS record
             FROM checked c JOIN (SELECT row_number() OVER () AS raw_row, src AS raw FROM {f.reader()} AS src) r
               ON c.source_row = r.raw_row
-            WHERE c.source_file = {sql_str(f.path)} AND c.reason IS NOT NULL"""
+            WHERE c.source_file = {sql_str(f.path)} AND c.reason IS NOT NULL AND c.rejected_line IS NULL"""
         for f in files
         if f.path.stat().st_size > 0
     ]
+    if parts:
+        # A rejected line's record is its line number and text, as the reader saw it.
+        parts.append("SELECT day, reason, source_file, source_row, CAST(rejected_line AS JSON) FROM checked WHERE rejected_line IS NOT NULL")
     if not parts:
         return "SELECT NULL::DATE AS day, NULL::VARCHAR AS reason, NULL::VARCHAR AS source_file, NULL::BIGINT AS source_row, NULL::JSON AS record WHERE false"
     return " UNION ALL ".join(parts) + " ORDER BY source_file, source_row"
