@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -150,3 +151,17 @@ def test_a_source_column_named_date_is_not_replaced_by_the_folder(fleet: Fleet, 
     assert fleet.materialize("devices", "telemetry", day=DAY).success
     assert fleet.quarantine("telemetry", DAY).empty
     assert valid_keys(fleet) == {(r["device"], pd.Timestamp(r["date"])) for r in rows}
+
+
+def test_mqtt_batch_with_a_named_zone_keeps_the_naive_readings_in_utc(fleet: Fleet):
+    from iot_mlops.ingestion.mqtt_payload import Message, PayloadContract, batch_table
+
+    times = ["2024-01-02 09:00:00 Europe/Berlin", *(f"2024-01-02 {h:02d}:00:00" for h in range(10, 20)), "2024-01-02T21:00:00+01:00"]
+    messages = [
+        Message(i, 0, "fleets/tiny/d1/telemetry", json.dumps({"time": t, "temp": 20.5, "pressure": 1.5}).encode(), i, 1)
+        for i, t in enumerate(times)
+    ]
+    con = duckdb.connect()
+    con.register("batch", batch_table(messages))
+    got = [ts for (ts,) in con.execute(f"SELECT ts FROM ({PayloadContract(fleet.profile()).check_sql('batch')}) ORDER BY __seq").fetchall()]
+    assert got == [datetime(2024, 1, 2, 8), *(datetime(2024, 1, 2, h) for h in range(10, 20)), datetime(2024, 1, 2, 20)]
