@@ -99,6 +99,13 @@ def _in_zone(local: str, zone: str, ambiguous: str) -> str:
     return _let(candidates, "__c", _let(f"{local} - __c.o1", "__u1", _let(f"{local} - __c.o2", "__u2", body)))
 
 
+def _typed(column: str, dtype: str) -> str:
+    """A typed timestamp or date column as naive UTC."""
+    zoned = "TIME ZONE" in dtype.upper() or dtype.upper() == "TIMESTAMPTZ"
+    # Through epoch microseconds: independent of the session's TimeZone, and fast.
+    return f"make_timestamp(epoch_us({ident(column)}))" if zoned else f"CAST({ident(column)} AS TIMESTAMP)"
+
+
 def timestamp_parse(column: str, dtype: str, ambiguous: str = "quarantine") -> str:
     """A struct {ts: naive UTC or NULL, problem: a TIMESTAMP_PROBLEMS reason or NULL}, computed row by row.
 
@@ -107,9 +114,7 @@ def timestamp_parse(column: str, dtype: str, ambiguous: str = "quarantine") -> s
     if ambiguous not in AMBIGUOUS:
         raise ValueError(f"ambiguous must be one of {AMBIGUOUS}, got {ambiguous!r}")
     if is_timestamp(dtype):
-        col = ident(column)
-        typed = f"timezone('UTC', {col})" if "TIME ZONE" in dtype.upper() or dtype.upper() == "TIMESTAMPTZ" else f"CAST({col} AS TIMESTAMP)"
-        return _let(typed, "__t", f"CASE WHEN __t IS NULL OR isfinite(__t) THEN {_result('__t')} ELSE {_result('NULL::TIMESTAMP', 'unparsable_timestamp')} END")
+        return _let(_typed(column, dtype), "__t", f"CASE WHEN __t IS NULL OR isfinite(__t) THEN {_result('__t')} ELSE {_result('NULL::TIMESTAMP', 'unparsable_timestamp')} END")
     hours, minutes = "TRY_CAST(substr(__p.z, 2, 2) AS INTEGER)", "coalesce(TRY_CAST(right(replace(__p.z, ':', ''), 2) AS INTEGER), 0)"
     sign = "CASE WHEN starts_with(__p.z, '-') THEN -1 ELSE 1 END"
     minutes = f"CASE WHEN length(replace(__p.z, ':', '')) = 5 THEN {minutes} ELSE 0 END"
@@ -137,7 +142,11 @@ def timestamp_layers(column: str, dtype: str, ambiguous: str = "quarantine") -> 
     Each list is one SELECT level over the previous (innermost first), so each step runs once per row.
     """
     if is_timestamp(dtype):
-        return [[f"{timestamp_parse(column, dtype)} AS __ts_r"], ["__ts_r.ts AS __ts", "__ts_r.problem AS __ts_problem"]]
+        finite = "__ts_t IS NULL OR isfinite(__ts_t)"
+        return [
+            [f"{_typed(column, dtype)} AS __ts_t"],
+            [f"CASE WHEN {finite} THEN __ts_t END AS __ts", f"CASE WHEN NOT ({finite}) THEN 'unparsable_timestamp' END AS __ts_problem"],
+        ]
     if ambiguous not in AMBIGUOUS:
         raise ValueError(f"ambiguous must be one of {AMBIGUOUS}, got {ambiguous!r}")
     text = text_expr(column)

@@ -165,3 +165,20 @@ def test_mqtt_batch_with_a_named_zone_keeps_the_naive_readings_in_utc(fleet: Fle
     con.register("batch", batch_table(messages))
     got = [ts for (ts,) in con.execute(f"SELECT ts FROM ({PayloadContract(fleet.profile()).check_sql('batch')}) ORDER BY __seq").fetchall()]
     assert got == [datetime(2024, 1, 2, 8), *(datetime(2024, 1, 2, h) for h in range(10, 20)), datetime(2024, 1, 2, 20)]
+
+
+def test_typed_columns_are_utc_whatever_the_session_zone(tmp_path):
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'Asia/Tokyo'")
+    path = tmp_path / "typed.parquet"
+    con.execute(f"""COPY (SELECT TIMESTAMPTZ '2024-01-02 05:00:00+00' AS zoned, TIMESTAMP '2024-01-02 05:00:00' AS naive,
+                    DATE '2024-01-02' AS day, 'infinity'::TIMESTAMP AS endless) TO '{path}'""")
+    source = f"read_parquet('{path}')"
+    types = {name: dtype for name, dtype, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    got = {c: con.execute(f"SELECT __ts, __ts_problem FROM {layered(source, timestamp_layers(c, types[c]))}").fetchone() for c in types}
+    assert got == {
+        "zoned": (datetime(2024, 1, 2, 5), None),
+        "naive": (datetime(2024, 1, 2, 5), None),
+        "day": (datetime(2024, 1, 2), None),
+        "endless": (None, "unparsable_timestamp"),
+    }
