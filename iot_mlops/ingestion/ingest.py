@@ -24,13 +24,15 @@ def _known_devices(lake: Lake, fleet: str) -> str:
     return f"(SELECT device_id FROM read_parquet({sql_str(devices)}))"
 
 
-def _time_bounds(profile: FleetProfile, folder: Path, spec: TableSpec) -> tuple[datetime, date]:
+def _time_bounds(profile: FleetProfile, folder: Path, specs: list[TableSpec]) -> tuple[datetime, date]:
     """The future limit, and the last partition (it takes whole-table rows after it, and future ones)."""
     limit = future_limit(profile)
-    return limit, (profile.partitions.start if spec.is_daily else last_partition_day(profile, folder, limit))
+    if all(spec.is_daily for spec in specs):
+        return limit, profile.partitions.start  # daily files: a row's partition is its file's day
+    return limit, last_partition_day(profile, folder, limit)
 
 
-def _time_rules(file: SourceFile, day: str, last: date) -> list[tuple[str, str]]:
+def _time_rules(file: SourceFile, last: date) -> list[tuple[str, str]]:
     """Whole-table rows after a fixed last partition land in it, quarantined."""
     if file.day is not None:
         return []
@@ -45,7 +47,7 @@ def ingest_telemetry(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetP
     sensors = [NumericColumn(s.name, s.source_column, s.min, s.max) for s in profile.sensors]
     known = _known_devices(lake, profile.name)
     first = profile.partitions.start
-    limit, last = _time_bounds(profile, folder, spec)
+    limit, last = _time_bounds(profile, folder, [spec])
 
     def build(file: SourceFile, types: dict[str, str]) -> tuple[list[list[str]], list[str], list[tuple[str, str]]]:
         device, ts = device_expr(dev_col), "__ts"
@@ -56,7 +58,7 @@ def ingest_telemetry(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetP
             *device_rules(dev_col),
             (f"{text_expr(ts_col)} IS NULL", "missing_value:timestamp"),
             *timestamp_rules(ts, limit),
-            *_time_rules(file, day, last),
+            *_time_rules(file, last),
             (outside_day(day, ts), "timestamp_outside_partition"),
             (f"{device} NOT IN {known}", "unknown_device"),
         ]
@@ -83,14 +85,14 @@ def ingest_events(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
     first = profile.partitions.start
     report = IngestReport("events")
     all_files: list[SourceFile] = []
+    limit, last = _time_bounds(profile, folder, profile.source.events)
     for spec in profile.source.events:
         dev_col = spec.device_column or profile.device_column
         ts_col = spec.timestamp_column or profile.timestamp_column
         allowed = profile.error_codes if spec.kind == "error" else profile.components
         unknown = "unknown_error_code" if spec.kind == "error" else "unknown_component"
-        limit, last = _time_bounds(profile, folder, spec)
 
-        def build(file: SourceFile, types: dict[str, str], spec=spec, dev_col=dev_col, ts_col=ts_col, allowed=allowed, unknown=unknown, last=last):
+        def build(file: SourceFile, types: dict[str, str], spec=spec, dev_col=dev_col, ts_col=ts_col, allowed=allowed, unknown=unknown):
             device, ts, value = device_expr(dev_col), "__ts", text_expr(spec.value_column)
             day = day_expr(file, ts, first, last, limit)
             history = f"({day} = DATE {sql_str(first)} AND {ts} < DATE {sql_str(first)})"
@@ -100,7 +102,7 @@ def ingest_events(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
                 *device_rules(dev_col),
                 (f"{text_expr(ts_col)} IS NULL", "missing_value:timestamp"),
                 *timestamp_rules(ts, limit),
-                *_time_rules(file, day, last),
+                *_time_rules(file, last),
                 (f"{outside_day(day, ts)} AND NOT {history}", "timestamp_outside_partition"),
                 (f"{device} NOT IN {known}", "unknown_device"),
                 (f"{value} IS NULL", f"missing_value:{spec.value_column}"),

@@ -182,3 +182,16 @@ def test_typed_columns_are_utc_whatever_the_session_zone(tmp_path):
         "day": (datetime(2024, 1, 2), None),
         "endless": (None, "unparsable_timestamp"),
     }
+
+
+def test_events_follow_the_same_time_rules(fleet: Fleet):
+    rows = [
+        {"device": "d1", "time": "2024-01-02 10:00:00 Europe/Berlin", "component": "seal"},
+        {"device": "d2", "time": "2024-01-02 10:00:00", "component": "seal"},
+        {"device": "d3", "time": "9999-12-31 23:59:59", "component": "seal"},
+    ]
+    fleet.write("failure", rows, DAY, columns=["device", "time", "component"])
+    assert fleet.materialize("devices", "events", day=DAY).success
+    events = fleet.read("events", DAY)
+    assert sorted(zip(events["device_id"], events["ts"])) == [("d1", pd.Timestamp("2024-01-02 09:00")), ("d2", pd.Timestamp("2024-01-02 10:00"))]
+    assert list(fleet.quarantine("events", DAY)["reason"]) == ["timestamp_in_future"]
