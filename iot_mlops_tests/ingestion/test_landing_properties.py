@@ -124,3 +124,8 @@ def test_every_landed_row_lands_once_with_its_true_time(data):
             assert ts.to_pydatetime() == values[round(temp, 2)], f"{device} at temp {temp}"
             assert MIDNIGHT <= ts.to_pydatetime() < MIDNIGHT + timedelta(days=1)
         assert valid.duplicated(["device_id", "ts"]).sum() == 0
+        # Each source row once: its temp (unique per row) is in exactly one valid row or quarantine record.
+        temps = [round(float(t), 2) for t in valid["temp"]]
+        for record in quarantined["record"]:
+            temps.append(round(float(record["text"].split(",")[2] if "text" in record else record["temp"]), 2))
+        assert sorted(temps) == sorted(values)
