@@ -14,7 +14,7 @@ from iot_mlops.lake import Lake, ident, row_count, sql_str
 from iot_mlops.partitions import future_limit, last_partition_day
 from iot_mlops.profiles.schema import FleetProfile, TableSpec
 
-SOURCE_COLUMNS = {"source_file", "source_row", "day", "reason"}
+SOURCE_COLUMNS = {"source_file", "source_row", "day", "reason", "rejected_line"}
 
 
 def _known_devices(lake: Lake, fleet: str) -> str:
