@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from iot_mlops.ingestion.rules import NumericColumn, device_expr, device_rules, numeric_reasons, number_expr, text_expr, timestamp_layers, timestamp_rules
+from iot_mlops.ingestion.rules import Layer, NumericColumn, device_expr, device_rules, numeric_reasons, number_expr, text_expr, timestamp_layers, timestamp_rules
 from iot_mlops.ingestion.sources import SourceError, SourceFile, source_files
 from iot_mlops.ingestion.staging import IngestReport, day_expr, outside_day, quarantine_query, stage, staged_counts, write_days
 from iot_mlops.lake import Lake, ident, row_count, sql_str
@@ -49,7 +49,7 @@ def ingest_telemetry(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetP
     first = profile.partitions.start
     limit, last = _time_bounds(profile, folder, [spec])
 
-    def build(file: SourceFile, types: dict[str, str]) -> tuple[list[list[str]], list[str], list[tuple[str, str]]]:
+    def build(file: SourceFile, types: dict[str, str]) -> tuple[list[Layer], list[str], list[tuple[str, str]]]:
         device, ts = device_expr(dev_col), "__ts"
         day = day_expr(file, ts, first, last, limit)
         select = [f"{device} AS device_id", f"{ts} AS ts", f"{day} AS day"]
@@ -134,7 +134,7 @@ def ingest_devices(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPro
     if not file.path.is_file():
         raise SourceError(f"{file.path}: source file not found")
 
-    def build(file: SourceFile, types: dict[str, str]) -> tuple[list[list[str]], list[str], list[tuple[str, str]]]:
+    def build(file: SourceFile, types: dict[str, str]) -> tuple[list[Layer], list[str], list[tuple[str, str]]]:
         device = device_expr(dev_col)
         select = [f"{device} AS device_id", f"DATE {sql_str(profile.partitions.start)} AS day"]
         select += [f"{text_expr(a.source_column)} AS {ident(a.name)}" for a in categorical]

@@ -65,9 +65,8 @@ TIMESTAMP_PROBLEMS = ("unparsable_timestamp", "unknown_time_zone", "nonexistent_
 AMBIGUOUS = ("quarantine", "earliest", "latest")
 
 
-def _let(value: str, name: str, body: str) -> str:
-    """Evaluate `value` once per row and use it as `name` in `body` (a one-element list lambda)."""
-    return f"list_transform([{value}], lambda {name}: {body})[1]"
+# One SELECT level of derived columns: (expression, column name) pairs.
+Layer = list[tuple[str, str]]
 
 
 @cache
@@ -78,27 +77,6 @@ def _zone_names() -> str:
     return "[" + ", ".join(sql_str(n) for n in names) + "]"
 
 
-def _result(ts: str, problem: str | None = None) -> str:
-    return f"{{'ts': {ts}, 'problem': {sql_str(problem) if problem else 'NULL::VARCHAR'}}}"
-
-
-def _in_zone(local: str, zone: str, ambiguous: str) -> str:
-    """A local time in a named zone to UTC; a time skipped or repeated by a clock change is a problem."""
-    def offset(utc: str) -> str:  # the zone's UTC offset at a UTC time
-        return f"(timezone({zone}, timezone('UTC', {utc})) - {utc})"
-
-    # The offsets a day before and after bracket any single clock change; each is a candidate.
-    pick = {"earliest": "least(__u1, __u2)", "latest": "greatest(__u1, __u2)"}.get(ambiguous)
-    both = _result(pick) if pick else _result("NULL::TIMESTAMP", "ambiguous_local_time")
-    body = f"""CASE
-        WHEN {offset('__u1')} = __c.o1 AND {offset('__u2')} = __c.o2 AND __u1 <> __u2 THEN {both}
-        WHEN {offset('__u1')} = __c.o1 THEN {_result('__u1')}
-        WHEN {offset('__u2')} = __c.o2 THEN {_result('__u2')}
-        ELSE {_result('NULL::TIMESTAMP', 'nonexistent_local_time')} END"""
-    candidates = f"{{'o1': {offset(f'({local} - INTERVAL 1 DAY)')}, 'o2': {offset(f'({local} + INTERVAL 1 DAY)')}}}"
-    return _let(candidates, "__c", _let(f"{local} - __c.o1", "__u1", _let(f"{local} - __c.o2", "__u2", body)))
-
-
 def _typed(column: str, dtype: str) -> str:
     """A typed timestamp or date column as naive UTC."""
     zoned = "TIME ZONE" in dtype.upper() or dtype.upper() == "TIMESTAMPTZ"
@@ -106,49 +84,20 @@ def _typed(column: str, dtype: str) -> str:
     return f"make_timestamp(epoch_us({ident(column)}))" if zoned else f"CAST({ident(column)} AS TIMESTAMP)"
 
 
-def timestamp_parse(column: str, dtype: str, ambiguous: str = "quarantine") -> str:
-    """A struct {ts: naive UTC or NULL, problem: a TIMESTAMP_PROBLEMS reason or NULL}, computed row by row.
+def timestamp_layers(column: str, dtype: str, ambiguous: str = "quarantine") -> list[Layer]:
+    """Columns __ts (naive UTC or NULL) and __ts_problem (a TIMESTAMP_PROBLEMS reason or NULL), row by row.
 
     Naive values are UTC, offsets and zone names are honoured, a date alone is midnight UTC.
+    Each layer is one SELECT level over the previous (innermost first), so each step runs once per row.
     """
     if ambiguous not in AMBIGUOUS:
         raise ValueError(f"ambiguous must be one of {AMBIGUOUS}, got {ambiguous!r}")
-    if is_timestamp(dtype):
-        return _let(_typed(column, dtype), "__t", f"CASE WHEN __t IS NULL OR isfinite(__t) THEN {_result('__t')} ELSE {_result('NULL::TIMESTAMP', 'unparsable_timestamp')} END")
-    hours, minutes = "TRY_CAST(substr(__p.z, 2, 2) AS INTEGER)", "coalesce(TRY_CAST(right(replace(__p.z, ':', ''), 2) AS INTEGER), 0)"
-    sign = "CASE WHEN starts_with(__p.z, '-') THEN -1 ELSE 1 END"
-    minutes = f"CASE WHEN length(replace(__p.z, ':', '')) = 5 THEN {minutes} ELSE 0 END"
-    body = f"""CASE
-        WHEN __l IS NULL THEN {_result('NULL::TIMESTAMP', 'unparsable_timestamp')}
-        WHEN __p.z IN ('', 'Z') THEN {_result('__l')}
-        WHEN regexp_full_match(__p.z, '{_OFFSET}') THEN CASE
-            WHEN {hours} <= 23 AND {minutes} <= 59 THEN {_result(f'__l - to_minutes({sign} * ({hours} * 60 + {minutes}))')}
-            ELSE {_result('NULL::TIMESTAMP', 'unparsable_timestamp')} END
-        WHEN NOT list_contains({_zone_names()}, __p.z) THEN {_result('NULL::TIMESTAMP', 'unknown_time_zone')}
-        ELSE {_in_zone('__l', '__p.z', ambiguous)} END"""
-    local = "TRY_CAST(NULLIF(__p.d, '') || ' ' || coalesce(NULLIF(__p.t, ''), '00:00:00') AS TIMESTAMP)"
-    parsed = _let(f"regexp_extract({text_expr(column)}, '{_TIMESTAMP}', ['d', 't', 'z'])", "__p", _let(local, "__l", body))
-    return f"CASE WHEN {text_expr(column)} IS NULL THEN {_result('NULL::TIMESTAMP')} ELSE {parsed} END"
-
-
-def timestamp_expr(column: str, dtype: str) -> str:
-    """A timestamp as naive UTC (NULL when unusable), parsed row by row; see timestamp_parse."""
-    return f"({timestamp_parse(column, dtype)}).ts"
-
-
-def timestamp_layers(column: str, dtype: str, ambiguous: str = "quarantine") -> list[list[str]]:
-    """timestamp_parse as stacked projections giving columns __ts and __ts_problem; several times faster.
-
-    Each list is one SELECT level over the previous (innermost first), so each step runs once per row.
-    """
     if is_timestamp(dtype):
         finite = "__ts_t IS NULL OR isfinite(__ts_t)"
         return [
-            [f"{_typed(column, dtype)} AS __ts_t"],
-            [f"CASE WHEN {finite} THEN __ts_t END AS __ts", f"CASE WHEN NOT ({finite}) THEN 'unparsable_timestamp' END AS __ts_problem"],
+            [(_typed(column, dtype), "__ts_t")],
+            [(f"CASE WHEN {finite} THEN __ts_t END", "__ts"), (f"CASE WHEN NOT ({finite}) THEN 'unparsable_timestamp' END", "__ts_problem")],
         ]
-    if ambiguous not in AMBIGUOUS:
-        raise ValueError(f"ambiguous must be one of {AMBIGUOUS}, got {ambiguous!r}")
     text = text_expr(column)
     hours, minutes = "TRY_CAST(substr(__ts_p.z, 2, 2) AS INTEGER)", "coalesce(TRY_CAST(right(replace(__ts_p.z, ':', ''), 2) AS INTEGER), 0)"
     minutes = f"CASE WHEN length(replace(__ts_p.z, ':', '')) = 5 THEN {minutes} ELSE 0 END"
@@ -161,7 +110,8 @@ def timestamp_layers(column: str, dtype: str, ambiguous: str = "quarantine") -> 
         WHEN __ts_p.z IN ('', 'Z') THEN 'naive'
         WHEN regexp_full_match(__ts_p.z, '{_OFFSET}') THEN CASE WHEN {hours} <= 23 AND {minutes} <= 59 THEN 'offset' ELSE 'unparsable_timestamp' END
         WHEN list_contains({_zone_names()}, __ts_p.z) THEN 'named' ELSE 'unknown_time_zone' END"""
-    # The offsets a day before and after bracket any single clock change; each gives a candidate UTC time.
+    # The offsets a day before and after bracket any single clock change; each gives a candidate UTC
+    # time, valid when the zone has that offset then: none valid, the local time was skipped; two, repeated.
     candidates = f"""CASE WHEN __ts_k = 'named' THEN {{'o1': {offset("(__ts_l - INTERVAL 1 DAY)")}, 'o2': {offset("(__ts_l + INTERVAL 1 DAY)")}}} END"""
     fits = "CASE WHEN __ts_k = 'named' THEN {'v1': " + offset("__ts_u1") + " = __ts_c.o1, 'v2': " + offset("__ts_u2") + " = __ts_c.o2} END"
     pick = {"earliest": "least(__ts_u1, __ts_u2)", "latest": "greatest(__ts_u1, __ts_u2)"}.get(ambiguous)
@@ -173,21 +123,32 @@ def timestamp_layers(column: str, dtype: str, ambiguous: str = "quarantine") -> 
         WHEN __ts_k = 'named' AND NOT __ts_v.v1 AND NOT __ts_v.v2 THEN 'nonexistent_local_time' END"""
     local = "TRY_CAST(NULLIF(__ts_p.d, '') || ' ' || coalesce(NULLIF(__ts_p.t, ''), '00:00:00') AS TIMESTAMP)"
     return [
-        [f"regexp_extract({text}, '{_TIMESTAMP}', ['d', 't', 'z']) AS __ts_p"],
-        [f"{local} AS __ts_l"],
-        [f"{kind} AS __ts_k"],
-        [f"{candidates} AS __ts_c"],
-        ["__ts_l - __ts_c.o1 AS __ts_u1", "__ts_l - __ts_c.o2 AS __ts_u2"],
-        [f"{fits} AS __ts_v"],
-        [f"{ts} AS __ts", f"{problem} AS __ts_problem"],
+        [(f"regexp_extract({text}, '{_TIMESTAMP}', ['d', 't', 'z'])", "__ts_p")],
+        [(local, "__ts_l")],
+        [(kind, "__ts_k")],
+        [(candidates, "__ts_c")],
+        [("__ts_l - __ts_c.o1", "__ts_u1"), ("__ts_l - __ts_c.o2", "__ts_u2")],
+        [(fits, "__ts_v")],
+        [(ts, "__ts"), (problem, "__ts_problem")],
     ]
 
 
-def layered(source: str, layers: list[list[str]]) -> str:
+def layered(source: str, layers: list[Layer]) -> str:
     """`source` with each layer's columns added in turn."""
     for layer in layers:
-        source = f"(SELECT *, {', '.join(layer)} FROM {source})"
+        source = f"(SELECT *, {', '.join(f'{expr} AS {name}' for expr, name in layer)} FROM {source})"
     return source
+
+
+def timestamp_expr(column: str, dtype: str) -> str:
+    """timestamp_layers' __ts as one expression (for small batches: several times slower than the layers)."""
+    *inner, last = timestamp_layers(column, dtype)
+    body = next(expr for expr, name in last if name == "__ts")
+    # Each derived column becomes a one-element-list lambda's parameter: evaluated once, then reused.
+    for layer in reversed(inner):
+        for expr, name in reversed(layer):
+            body = f"list_transform([{expr}], lambda {name}: {body})[1]"
+    return body
 
 
 def number_expr(column: str, dtype: str) -> str:

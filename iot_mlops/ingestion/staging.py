@@ -9,12 +9,12 @@ from datetime import date, datetime
 
 import duckdb
 
-from iot_mlops.ingestion.rules import layered, reason_case, reason_category
+from iot_mlops.ingestion.rules import Layer, layered, reason_case, reason_category
 from iot_mlops.ingestion.sources import SourceFile, check_columns, file_columns
 from iot_mlops.lake import Lake, ident, row_count, sql_str
 
 # Given a file and its column types: the prepared column layers, the standardized SELECT list and the rules.
-Builder = Callable[[SourceFile, dict[str, str]], tuple[list[list[str]], list[str], list[tuple[str, str]]]]
+Builder = Callable[[SourceFile, dict[str, str]], tuple[list[Layer], list[str], list[tuple[str, str]]]]
 
 
 @dataclass
