@@ -69,7 +69,7 @@ def ingest_telemetry(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetP
     report = IngestReport("telemetry")
     files = source_files(folder, spec, days)
     required = [dev_col, ts_col, *(s.source for s in sensors)]
-    stage(con, files, required, build, days, ["device_id", "ts"], report)
+    stage(con, files, required, build, days, ["device_id", "ts"], report, first=first)
     columns = ["device_id", "ts", *(s.name for s in sensors)]
     write_days(con, lake, profile.name, "telemetry", files, days, columns, ["device_id", "ts"], report)
     return report
@@ -113,7 +113,7 @@ def ingest_events(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
 
         files = source_files(folder, spec, days)
         part = IngestReport("events")
-        stage(con, files, [dev_col, ts_col, spec.value_column], build, days, ["device_id", "ts", "kind", "value"], part)
+        stage(con, files, [dev_col, ts_col, spec.value_column], build, days, ["device_id", "ts", "kind", "value"], part, first=first)
         con.execute("CREATE TEMP TABLE IF NOT EXISTS all_events AS SELECT * FROM checked WHERE false")
         con.execute("INSERT INTO all_events BY NAME SELECT * FROM checked")
         report.ignored_columns.update(part.ignored_columns)
@@ -147,7 +147,7 @@ def ingest_devices(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPro
 
     report = IngestReport("devices")
     required = [dev_col, *(a.source_column for a in spec.attributes)]
-    stage(con, [file], required, build, [profile.partitions.start], ["device_id"], report)
+    stage(con, [file], required, build, [profile.partitions.start], ["device_id"], report, first=profile.partitions.start)
     columns = ["device_id", *(a.name for a in categorical), *(a.name for a in numeric)]
     cols = ", ".join(ident(c) for c in columns)
     quarantine = lake.write_table(con, profile.name, "quarantine/devices", quarantine_query([file]))

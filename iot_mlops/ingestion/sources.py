@@ -5,8 +5,8 @@ from __future__ import annotations
 import glob
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb

@@ -77,8 +77,13 @@ def stage(
     days: list[date],
     key: list[str],
     report: IngestReport,
+    *,
+    first: date,
 ) -> None:
-    """Create TEMP TABLE checked (source_file, source_row, day, reason, standardized columns)."""
+    """Create TEMP TABLE checked (source_file, source_row, day, reason, rejected_line, standardized columns).
+
+    `first` is the first partition: whole-table rows the CSV reader rejects belong to it.
+    """
     wanted = ", ".join(f"DATE {sql_str(d)}" for d in days)
     parts = []
     for file in files:
@@ -105,7 +110,7 @@ def stage(
     # The CSV reader appends the rows it rejects to these tables; only this scan's must count.
     con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
     con.execute("CREATE OR REPLACE TEMP TABLE checked AS " + " UNION ALL BY NAME ".join(parts))
-    add_rejected(con, files, days)
+    add_rejected(con, files, days, first)
     mark_duplicates(con, key)
 
 
@@ -113,12 +118,11 @@ def stage(
 REJECTED = {"INVALID ENCODING": "invalid_encoding", "TOO MANY COLUMNS": "extra_field"}
 
 
-def add_rejected(con: duckdb.DuckDBPyConnection, files: list[SourceFile], days: list[date]) -> None:
+def add_rejected(con: duckdb.DuckDBPyConnection, files: list[SourceFile], days: list[date], first: date) -> None:
     """Add the CSV lines the reader rejected to `checked`, quarantined, numbered after the file's readable rows."""
     if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reject_errors'").fetchone()[0]:
         return
     by_file = {str(f.path): f for f in files}
-    first = min(days)
     rejected = con.execute(
         """SELECT DISTINCT s.file_path, e.line, e.error_type, e.csv_line
            FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) ORDER BY s.file_path, e.line"""

@@ -67,3 +67,17 @@ def test_a_quoted_line_break_in_a_value_is_one_row(fleet: Fleet):
     assert list(quarantine["reason"]) == ["invalid_device_id"]
     assert json.dumps(quarantine["record"][0]["device"]) == json.dumps("d1\nd2")
     assert valid_keys(fleet) == expected_keys(rows)
+
+
+def test_a_rejected_line_of_a_whole_table_lands_once_in_the_first_partition(fleet: Fleet):
+    fleet.spec["source"]["telemetry"]["path"] = "telemetry.csv"
+    fleet.write_profile()
+    rows = [*clean_day(DAYS[0]), *clean_day(DAYS[1])]
+    lines = clean_lines(rows)
+    lines.insert(30, b"d2,2024-01-02 05:00:00,2\xff1.5,1.5")
+    fleet.path("telemetry").write_bytes(b"\n".join(lines) + b"\n")
+    for day in (DAYS[1], DAYS[0]):
+        assert fleet.materialize("devices", "telemetry", day=day).success
+    assert fleet.quarantine("telemetry", DAYS[1]).empty
+    assert list(fleet.quarantine("telemetry", DAYS[0])["reason"]) == ["invalid_encoding"]
+    assert len(fleet.read("telemetry", DAYS[0])) + len(fleet.read("telemetry", DAYS[1])) == len(rows)
