@@ -56,26 +56,24 @@ def _iso_day(text: str) -> date | None:
         return None
 
 
-def last_partition_day(profile: FleetProfile, folder: Path, limit: datetime) -> date:
-    """The last partition: the fixed end, the data's last day (`auto`), or the day of `limit` (open end)."""
-    start, end = profile.partitions.start, profile.partitions.end
-    if isinstance(end, date):
-        return end
-    if end == "auto":
-        last = last_source_day(profile, folder, limit)
-        if last is None:
-            log.warning("%s: no telemetry found under %s; showing only the first partition", profile.name, folder)
-        return max(last or start, start)
-    return max(limit.date(), start)
+def fixed_end(profile: FleetProfile) -> date | None:
+    """The last partition when the profile fixes it, else None (`auto` or open)."""
+    end = profile.partitions.end
+    return end if isinstance(end, date) else None
 
 
 def daily_partitions(profile: FleetProfile, profile_dir: Path) -> dg.DailyPartitionsDefinition:
     """Daily UTC partitions from the profile's start; `end: auto` stops at the data's last day."""
     start = profile.partitions.start.isoformat()
-    if profile.partitions.end is None:
+    end = profile.partitions.end
+    if end is None:
         return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC")
-    folder = source_folder(profile, profile_dir, get_settings().landing) if profile.partitions.end == "auto" else Path()
-    end = last_partition_day(profile, folder, future_limit(profile))
+    if end == "auto":
+        folder = source_folder(profile, profile_dir, get_settings().landing)
+        last = last_source_day(profile, folder)  # readings in the future never count
+        if last is None:
+            log.warning("%s: no telemetry found under %s; showing only the first partition", profile.name, folder)
+        end = max(last or profile.partitions.start, profile.partitions.start)
     return dg.DailyPartitionsDefinition(start_date=start, end_date=(end + timedelta(days=1)).isoformat(), timezone="UTC")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -11,8 +11,8 @@ from iot_mlops.ingestion.rules import Layer, NumericColumn, device_expr, device_
 from iot_mlops.ingestion.sources import SourceError, SourceFile, source_files
 from iot_mlops.ingestion.staging import IngestReport, day_expr, outside_day, quarantine_query, stage, staged_counts, write_days
 from iot_mlops.lake import Lake, ident, row_count, sql_str
-from iot_mlops.partitions import future_limit, last_partition_day
-from iot_mlops.profiles.schema import FleetProfile, TableSpec
+from iot_mlops.partitions import fixed_end, future_limit
+from iot_mlops.profiles.schema import FleetProfile
 
 SOURCE_COLUMNS = {"source_file", "source_row", "day", "reason", "rejected_line"}
 
@@ -24,17 +24,9 @@ def _known_devices(lake: Lake, fleet: str) -> str:
     return f"(SELECT device_id FROM read_parquet({sql_str(devices)}))"
 
 
-def _time_bounds(profile: FleetProfile, folder: Path, specs: list[TableSpec]) -> tuple[datetime, date]:
-    """The future limit, and the last partition (it takes whole-table rows after it, and future ones)."""
-    limit = future_limit(profile)
-    if all(spec.is_daily for spec in specs):
-        return limit, profile.partitions.start  # daily files: a row's partition is its file's day
-    return limit, last_partition_day(profile, folder, limit)
-
-
-def _time_rules(file: SourceFile, last: date) -> list[tuple[str, str]]:
+def _time_rules(file: SourceFile, last: date | None) -> list[tuple[str, str]]:
     """Whole-table rows after a fixed last partition land in it, quarantined."""
-    if file.day is not None:
+    if file.day is not None or last is None:
         return []
     return [(f"__ts >= DATE {sql_str(last)} + INTERVAL 1 DAY", "after_partition_end")]
 
@@ -47,7 +39,7 @@ def ingest_telemetry(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetP
     sensors = [NumericColumn(s.name, s.source_column, s.min, s.max) for s in profile.sensors]
     known = _known_devices(lake, profile.name)
     first = profile.partitions.start
-    limit, last = _time_bounds(profile, folder, [spec])
+    limit, last = future_limit(profile), fixed_end(profile)
 
     def build(file: SourceFile, types: dict[str, str]) -> tuple[list[Layer], list[str], list[tuple[str, str]]]:
         device, ts = device_expr(dev_col), "__ts"
@@ -85,7 +77,7 @@ def ingest_events(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
     first = profile.partitions.start
     report = IngestReport("events")
     all_files: list[SourceFile] = []
-    limit, last = _time_bounds(profile, folder, profile.source.events)
+    limit, last = future_limit(profile), fixed_end(profile)
     for spec in profile.source.events:
         dev_col = spec.device_column or profile.device_column
         ts_col = spec.timestamp_column or profile.timestamp_column

@@ -52,21 +52,20 @@ class IngestReport:
         return total
 
 
-def day_expr(file: SourceFile, ts: str, first_day: date, last_day: date, limit: datetime) -> str:
+def day_expr(file: SourceFile, ts: str, first_day: date, last_day: date | None, limit: datetime) -> str:
     """The partition a row belongs to: its file's day, else its timestamp's day.
 
-    Rows of a whole-table source with no usable timestamp, or from before the first
-    partition, belong to the first partition; rows after the last partition or later than
-    `limit` (the future) belong to the last, so every source row lands somewhere, once.
+    Rows of a whole-table source with no usable timestamp, or from before the first partition,
+    belong to the first partition; rows after a fixed last partition belong to it, and rows later
+    than `limit` (the future) to the fixed last partition or else the first: places that do not
+    move as time passes or data arrives, so every source row lands in one place, once.
     """
     if file.day is not None:
         return f"DATE {sql_str(file.day)}"
-    first, last = f"DATE {sql_str(first_day)}", f"DATE {sql_str(last_day)}"
-    return (
-        f"CASE WHEN {ts} IS NULL OR {ts} < {first} THEN {first}"
-        f" WHEN {ts} > TIMESTAMP {sql_str(limit)} OR {ts} >= {last} + INTERVAL 1 DAY THEN {last}"
-        f" ELSE CAST({ts} AS DATE) END"
-    )
+    first = f"DATE {sql_str(first_day)}"
+    last = f"DATE {sql_str(last_day)}" if last_day else first
+    after = f" WHEN {ts} >= {last} + INTERVAL 1 DAY THEN {last}" if last_day else ""
+    return f"CASE WHEN {ts} IS NULL OR {ts} < {first} THEN {first} WHEN {ts} > TIMESTAMP {sql_str(limit)} THEN {last}{after} ELSE CAST({ts} AS DATE) END"
 
 
 def stage(
