@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from iot_mlops.ingestion.rules import layered, timestamp_expr, timestamp_layers
-from iot_mlops.partitions import daily_partitions
+from iot_mlops.partitions import daily_partitions, future_limit
 from iot_mlops_tests.fleet import DAYS, Fleet, check_results, clean_day, reading, stamp
 from iot_mlops_tests.ingestion.test_telemetry_quarantine import expected_keys, valid_keys, valid_keys_of
 
@@ -126,9 +126,14 @@ def test_a_far_future_reading_neither_breaks_loading_nor_moves_the_end(fleet: Fl
     assert fleet.quarantine("telemetry", DAYS[2]).empty
 
 
+def test_max_future_comes_from_the_profile(fleet: Fleet):
+    now = datetime(2026, 6, 1, 12, 0, 0, 500, tzinfo=UTC)
+    assert future_limit(fleet.profile(), now) == datetime(2026, 6, 2, 12)
+    fleet.spec["max_future"] = "30min"
+    assert future_limit(fleet.write_profile(), now) == datetime(2026, 6, 1, 12, 30)
+
+
 def test_a_future_reading_in_a_daily_file_is_quarantined(fleet: Fleet):
-    fleet.spec["max_future"] = "1h"
-    fleet.write_profile()
     rows = clean_day(DAY)
     ingest_rows = [*rows, {**reading("d1", stamp(DAY, 3)), "time": "9999-12-31 23:59:59"}]
     fleet.write("telemetry", ingest_rows, DAY)
