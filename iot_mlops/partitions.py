@@ -4,35 +4,48 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 
-from iot_mlops.lake import connect, ident, sql_str
+from iot_mlops.ingestion.rules import layered, timestamp_layers
+from iot_mlops.ingestion.sources import SourceFile
+from iot_mlops.lake import connect
 from iot_mlops.profiles import FleetProfile, source_folder
 from iot_mlops.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 
-def last_source_day(profile: FleetProfile, folder: Path) -> date | None:
-    """The last day the fleet's telemetry covers, or None when the source cannot be read."""
+def future_limit(profile: FleetProfile, now: datetime | None = None) -> datetime:
+    """The latest believable reading time (naive UTC): now + the profile's max_future."""
+    now = now or datetime.now(UTC)
+    return (now.astimezone(UTC).replace(tzinfo=None) + profile.max_future).replace(microsecond=0)
+
+
+def last_source_day(profile: FleetProfile, folder: Path, limit: datetime | None = None) -> date | None:
+    """The last day the fleet's telemetry covers up to `limit` (readings later are ignored), or None."""
     spec = profile.source.telemetry
+    limit = limit or future_limit(profile)
     if spec.is_daily:
         # The day is in the path before any file name, so MQTT parts beside a day's file count too.
         dated = re.compile(re.escape(spec.path.split("{date}")[0]) + r"(\d{4}-\d{2}-\d{2})")
         pattern = Path(spec.path.format(date="*"))
         files = [*folder.glob(str(pattern)), *folder.glob(str(pattern.with_name(f"{pattern.stem}.part-*{pattern.suffix}")))]
         matches = (dated.match(p.relative_to(folder).as_posix()) for p in files)
-        return max((d for d in (_iso_day(m.group(1)) for m in matches if m) if d), default=None)
-    file = folder / spec.path
-    if not file.is_file():
+        days = (d for d in (_iso_day(m.group(1)) for m in matches if m) if d and d <= limit.date())
+        return max(days, default=None)
+    file = SourceFile(folder / spec.path, None)
+    if not file.path.is_file() or file.path.stat().st_size == 0:
         return None
-    reader = f"read_parquet({sql_str(file)})" if file.suffix == ".parquet" else f"read_csv({sql_str(file)})"
-    ts = ident(spec.timestamp_column or profile.timestamp_column)
+    column = spec.timestamp_column or profile.timestamp_column
     with connect() as con:
-        (last,) = con.execute(f"SELECT max(TRY_CAST({ts} AS TIMESTAMP)) FROM {reader}").fetchone()
+        types = {name: dtype for name, dtype, *_ in con.execute(f"DESCRIBE SELECT * FROM {file.reader()}").fetchall()}
+        if column not in types:
+            return None
+        source = layered(file.reader(), timestamp_layers(column, types[column], profile.ambiguous_local_time))
+        (last,) = con.execute(f"SELECT max(__ts) FROM {source} WHERE __ts <= ?", [limit]).fetchone()
     return last.date() if last else None
 
 
@@ -43,6 +56,12 @@ def _iso_day(text: str) -> date | None:
         return None
 
 
+def fixed_end(profile: FleetProfile) -> date | None:
+    """The last partition when the profile fixes it, else None (`auto` or open)."""
+    end = profile.partitions.end
+    return end if isinstance(end, date) else None
+
+
 def daily_partitions(profile: FleetProfile, profile_dir: Path) -> dg.DailyPartitionsDefinition:
     """Daily UTC partitions from the profile's start; `end: auto` stops at the data's last day."""
     start = profile.partitions.start.isoformat()
@@ -51,11 +70,10 @@ def daily_partitions(profile: FleetProfile, profile_dir: Path) -> dg.DailyPartit
         return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC")
     if end == "auto":
         folder = source_folder(profile, profile_dir, get_settings().landing)
-        last = last_source_day(profile, folder)
+        last = last_source_day(profile, folder)  # readings in the future never count
         if last is None:
             log.warning("%s: no telemetry found under %s; showing only the first partition", profile.name, folder)
-            last = profile.partitions.start
-        end = max(last, profile.partitions.start)
+        end = max(last or profile.partitions.start, profile.partitions.start)
     return dg.DailyPartitionsDefinition(start_date=start, end_date=(end + timedelta(days=1)).isoformat(), timezone="UTC")
 
 

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import duckdb
 
-from iot_mlops.ingestion.rules import NumericColumn, numeric_reasons, number_expr, text_expr, timestamp_expr
+from iot_mlops.ingestion.rules import Layer, NumericColumn, device_expr, device_rules, numeric_reasons, number_expr, text_expr, timestamp_layers, timestamp_rules
 from iot_mlops.ingestion.sources import SourceError, SourceFile, source_files
 from iot_mlops.ingestion.staging import IngestReport, day_expr, outside_day, quarantine_query, stage, staged_counts, write_days
 from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, ident, row_count, sql_str
+from iot_mlops.partitions import fixed_end, future_limit
 from iot_mlops.profiles.schema import FleetProfile
 
-SOURCE_COLUMNS = {"source_file", "source_row", "day", "reason"}
+SOURCE_COLUMNS = {"source_file", "source_row", "day", "reason", "rejected_line"}
 
 
 def _known_devices(lake: Lake, fleet: str) -> str:
@@ -21,6 +22,13 @@ def _known_devices(lake: Lake, fleet: str) -> str:
     if not devices.is_file():
         raise SourceError(f"{fleet}: no devices table in the lake yet; materialize {fleet}/devices first")
     return f"(SELECT device_id FROM read_parquet({sql_str(devices)}))"
+
+
+def _time_rules(file: SourceFile, last: date | None) -> list[tuple[str, str]]:
+    """Whole-table rows after a fixed last partition land in it, quarantined."""
+    if file.day is not None or last is None:
+        return []
+    return [(f"__ts >= DATE {sql_str(last)} + INTERVAL 1 DAY", "after_partition_end")]
 
 
 def ingest_telemetry(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, folder: Path, days: list[date]) -> IngestReport:
@@ -31,27 +39,29 @@ def ingest_telemetry(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetP
     sensors = [NumericColumn(s.name, s.source_column, s.min, s.max) for s in profile.sensors]
     known = _known_devices(lake, profile.name)
     first = profile.partitions.start
+    limit, last = future_limit(profile), fixed_end(profile)
 
-    def build(file: SourceFile, types: dict[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
-        device, ts = text_expr(dev_col), timestamp_expr(ts_col, types[ts_col])
-        day = day_expr(file, ts, first)
+    def build(file: SourceFile, types: dict[str, str]) -> tuple[list[Layer], list[str], list[tuple[str, str]]]:
+        device, ts = device_expr(dev_col), "__ts"
+        day = day_expr(file, ts, first, last, limit)
         select = [f"{device} AS device_id", f"{ts} AS ts", f"{day} AS day"]
         select += [f"{number_expr(s.source, types[s.source])} AS {ident(s.name)}" for s in sensors]
         rules = [
-            (f"{device} IS NULL", "missing_value:device_id"),
+            *device_rules(dev_col),
             (f"{text_expr(ts_col)} IS NULL", "missing_value:timestamp"),
-            (f"{ts} IS NULL", "unparsable_timestamp"),
+            *timestamp_rules(ts, limit),
+            *_time_rules(file, last),
             (outside_day(day, ts), "timestamp_outside_partition"),
             (f"{device} NOT IN {known}", "unknown_device"),
         ]
         for sensor in sensors:
             rules += numeric_reasons(sensor, types[sensor.source])
-        return select, rules
+        return timestamp_layers(ts_col, types[ts_col], profile.ambiguous_local_time), select, rules
 
     report = IngestReport("telemetry")
     files = source_files(folder, spec, days)
     required = [dev_col, ts_col, *(s.source for s in sensors)]
-    stage(con, files, required, build, days, ["device_id", "ts"], report)
+    stage(con, files, required, build, days, ["device_id", "ts"], report, first=first)
     columns = ["device_id", "ts", *(s.name for s in sensors)]
     write_days(con, lake, profile.name, "telemetry", files, days, columns, ["device_id", "ts"], report)
     return report
@@ -67,6 +77,7 @@ def ingest_events(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
     first = profile.partitions.start
     report = IngestReport("events")
     all_files: list[SourceFile] = []
+    limit, last = future_limit(profile), fixed_end(profile)
     for spec in profile.source.events:
         dev_col = spec.device_column or profile.device_column
         ts_col = spec.timestamp_column or profile.timestamp_column
@@ -74,26 +85,27 @@ def ingest_events(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
         unknown = "unknown_error_code" if spec.kind == "error" else "unknown_component"
 
         def build(file: SourceFile, types: dict[str, str], spec=spec, dev_col=dev_col, ts_col=ts_col, allowed=allowed, unknown=unknown):
-            device, ts, value = text_expr(dev_col), timestamp_expr(ts_col, types[ts_col]), text_expr(spec.value_column)
-            day = day_expr(file, ts, first)
+            device, ts, value = device_expr(dev_col), "__ts", text_expr(spec.value_column)
+            day = day_expr(file, ts, first, last, limit)
             history = f"({day} = DATE {sql_str(first)} AND {ts} < DATE {sql_str(first)})"
             select = [f"{device} AS device_id", f"{ts} AS ts", f"{day} AS day", f"{sql_str(spec.kind)} AS kind", f"{value} AS value"]
             listed = ", ".join(sql_str(a) for a in allowed)
             rules = [
-                (f"{device} IS NULL", "missing_value:device_id"),
+                *device_rules(dev_col),
                 (f"{text_expr(ts_col)} IS NULL", "missing_value:timestamp"),
-                (f"{ts} IS NULL", "unparsable_timestamp"),
+                *timestamp_rules(ts, limit),
+                *_time_rules(file, last),
                 (f"{outside_day(day, ts)} AND NOT {history}", "timestamp_outside_partition"),
                 (f"{device} NOT IN {known}", "unknown_device"),
                 (f"{value} IS NULL", f"missing_value:{spec.value_column}"),
             ]
             if allowed:
                 rules.append((f"{value} NOT IN ({listed})", f"{unknown}"))
-            return select, rules
+            return timestamp_layers(ts_col, types[ts_col], profile.ambiguous_local_time), select, rules
 
         files = source_files(folder, spec, days)
         part = IngestReport("events")
-        stage(con, files, [dev_col, ts_col, spec.value_column], build, days, ["device_id", "ts", "kind", "value"], part)
+        stage(con, files, [dev_col, ts_col, spec.value_column], build, days, ["device_id", "ts", "kind", "value"], part, first=first)
         con.execute("CREATE TEMP TABLE IF NOT EXISTS all_events AS SELECT * FROM checked WHERE false")
         con.execute("INSERT INTO all_events BY NAME SELECT * FROM checked")
         report.ignored_columns.update(part.ignored_columns)
@@ -114,20 +126,20 @@ def ingest_devices(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPro
     if not file.path.is_file():
         raise SourceError(f"{file.path}: source file not found")
 
-    def build(file: SourceFile, types: dict[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
-        device = text_expr(dev_col)
+    def build(file: SourceFile, types: dict[str, str]) -> tuple[list[Layer], list[str], list[tuple[str, str]]]:
+        device = device_expr(dev_col)
         select = [f"{device} AS device_id", f"DATE {sql_str(profile.partitions.start)} AS day"]
         select += [f"{text_expr(a.source_column)} AS {ident(a.name)}" for a in categorical]
         select += [f"{number_expr(a.source, types[a.source])} AS {ident(a.name)}" for a in numeric]
-        rules = [(f"{device} IS NULL", "missing_value:device_id")]
+        rules = device_rules(dev_col)
         rules += [(f"{text_expr(a.source_column)} IS NULL", f"missing_value:{a.name}") for a in categorical]
         for attribute in numeric:
             rules += numeric_reasons(attribute, types[attribute.source])
-        return select, rules
+        return [], select, rules
 
     report = IngestReport("devices")
     required = [dev_col, *(a.source_column for a in spec.attributes)]
-    stage(con, [file], required, build, [profile.partitions.start], ["device_id"], report)
+    stage(con, [file], required, build, [profile.partitions.start], ["device_id"], report, first=profile.partitions.start)
     columns = ["device_id", *(a.name for a in categorical), *(a.name for a in numeric)]
     cols = ", ".join(ident(c) for c in columns)
     written = lake.write_table_files(con, profile.name, "devices", {

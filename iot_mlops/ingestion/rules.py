@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+
+import duckdb
 
 from iot_mlops.lake import ident, sql_str
+from iot_mlops.profiles.schema_types import DEVICE_ID
 
 NUMERIC_TYPES = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT")
 
@@ -31,11 +36,119 @@ def text_expr(column: str) -> str:
     return f"NULLIF(trim(CAST({ident(column)} AS VARCHAR)), '')"
 
 
-def timestamp_expr(column: str, dtype: str) -> str:
-    """Parse a timestamp to naive UTC; offsets are honoured, naive values are taken as UTC."""
+def device_expr(column: str) -> str:
+    """A device id as given: ids with surrounding whitespace break DEVICE_ID and are refused, as by the API."""
+    return f"CAST({ident(column)} AS VARCHAR)"
+
+
+def device_rules(column: str) -> list[tuple[str, str]]:
+    """(condition, reason) pairs for a device id column."""
+    return [
+        (f"{text_expr(column)} IS NULL", "missing_value:device_id"),
+        (f"NOT regexp_full_match({device_expr(column)}, {sql_str(DEVICE_ID)})", "invalid_device_id"),
+    ]
+
+
+def timestamp_rules(ts: str, limit: datetime) -> list[tuple[str, str]]:
+    """(condition, reason) pairs for a parsed timestamp (timestamp_layers' __ts and __ts_problem)."""
+    rules = [(f"__ts_problem = {sql_str(p)}", p) for p in TIMESTAMP_PROBLEMS]
+    return [*rules, (f"{ts} IS NULL", "unparsable_timestamp"), (f"{ts} > TIMESTAMP {sql_str(limit)}", "timestamp_in_future")]
+
+
+# A local date-time and an optional zone: Z, an offset (+HH, +HHMM, +HH:MM) or a zone name (Europe/Berlin).
+_TIMESTAMP = (
+    r"^(\d{4}-\d{1,2}-\d{1,2})(?:[T ](\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?|[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*)?$"
+)
+_OFFSET = r"^[+-]\d{2}(:?\d{2})?$"
+TIMESTAMP_PROBLEMS = ("unparsable_timestamp", "unknown_time_zone", "nonexistent_local_time", "ambiguous_local_time")
+AMBIGUOUS = ("quarantine", "earliest", "latest")
+
+
+# One SELECT level of derived columns: (expression, column name) pairs.
+Layer = list[tuple[str, str]]
+
+
+@cache
+def _zone_names() -> str:
+    """The zone names DuckDB knows, as a SQL list (an unknown name makes timezone() raise)."""
+    with duckdb.connect() as con:
+        names = [name for (name,) in con.execute("SELECT name FROM pg_timezone_names() ORDER BY name").fetchall()]
+    return "[" + ", ".join(sql_str(n) for n in names) + "]"
+
+
+def _typed(column: str, dtype: str) -> str:
+    """A typed timestamp or date column as naive UTC."""
+    zoned = "TIME ZONE" in dtype.upper() or dtype.upper() == "TIMESTAMPTZ"
+    # Through epoch microseconds: independent of the session's TimeZone, and fast.
+    return f"make_timestamp(epoch_us({ident(column)}))" if zoned else f"CAST({ident(column)} AS TIMESTAMP)"
+
+
+def timestamp_layers(column: str, dtype: str, ambiguous: str = "quarantine") -> list[Layer]:
+    """Columns __ts (naive UTC or NULL) and __ts_problem (a TIMESTAMP_PROBLEMS reason or NULL), row by row.
+
+    Naive values are UTC, offsets and zone names are honoured, a date alone is midnight UTC.
+    Each layer is one SELECT level over the previous (innermost first), so each step runs once per row.
+    """
+    if ambiguous not in AMBIGUOUS:
+        raise ValueError(f"ambiguous must be one of {AMBIGUOUS}, got {ambiguous!r}")
     if is_timestamp(dtype):
-        return f"CAST({ident(column)} AS TIMESTAMP)"
-    return f"CAST(TRY_CAST({text_expr(column)} AS TIMESTAMPTZ) AS TIMESTAMP)"
+        finite = "__ts_t IS NULL OR isfinite(__ts_t)"
+        return [
+            [(_typed(column, dtype), "__ts_t")],
+            [(f"CASE WHEN {finite} THEN __ts_t END", "__ts"), (f"CASE WHEN NOT ({finite}) THEN 'unparsable_timestamp' END", "__ts_problem")],
+        ]
+    text = text_expr(column)
+    hours, minutes = "TRY_CAST(substr(__ts_p.z, 2, 2) AS INTEGER)", "coalesce(TRY_CAST(right(replace(__ts_p.z, ':', ''), 2) AS INTEGER), 0)"
+    minutes = f"CASE WHEN length(replace(__ts_p.z, ':', '')) = 5 THEN {minutes} ELSE 0 END"
+    sign = "CASE WHEN starts_with(__ts_p.z, '-') THEN -1 ELSE 1 END"
+
+    def offset(utc: str) -> str:  # the named zone's UTC offset at a UTC time
+        return f"(timezone(__ts_p.z, timezone('UTC', {utc})) - {utc})"
+
+    kind = f"""CASE WHEN {text} IS NULL THEN 'missing' WHEN __ts_l IS NULL THEN 'unparsable_timestamp'
+        WHEN __ts_p.z IN ('', 'Z') THEN 'naive'
+        WHEN regexp_full_match(__ts_p.z, '{_OFFSET}') THEN CASE WHEN {hours} <= 23 AND {minutes} <= 59 THEN 'offset' ELSE 'unparsable_timestamp' END
+        WHEN list_contains({_zone_names()}, __ts_p.z) THEN 'named' ELSE 'unknown_time_zone' END"""
+    # The offsets a day before and after bracket any single clock change; each gives a candidate UTC
+    # time, valid when the zone has that offset then: none valid, the local time was skipped; two, repeated.
+    candidates = f"""CASE WHEN __ts_k = 'named' THEN {{'o1': {offset("(__ts_l - INTERVAL 1 DAY)")}, 'o2': {offset("(__ts_l + INTERVAL 1 DAY)")}}} END"""
+    fits = "CASE WHEN __ts_k = 'named' THEN {'v1': " + offset("__ts_u1") + " = __ts_c.o1, 'v2': " + offset("__ts_u2") + " = __ts_c.o2} END"
+    pick = {"earliest": "least(__ts_u1, __ts_u2)", "latest": "greatest(__ts_u1, __ts_u2)"}.get(ambiguous)
+    ts = f"""CASE __ts_k WHEN 'naive' THEN __ts_l WHEN 'offset' THEN __ts_l - to_minutes({sign} * ({hours} * 60 + {minutes}))
+        WHEN 'named' THEN CASE WHEN __ts_v.v1 AND __ts_v.v2 AND __ts_u1 <> __ts_u2 THEN {pick or 'NULL'}
+            WHEN __ts_v.v1 THEN __ts_u1 WHEN __ts_v.v2 THEN __ts_u2 END END"""
+    problem = f"""CASE WHEN __ts_k IN ('unparsable_timestamp', 'unknown_time_zone') THEN __ts_k
+        WHEN __ts_k = 'named' AND __ts_v.v1 AND __ts_v.v2 AND __ts_u1 <> __ts_u2 THEN {'NULL' if pick else "'ambiguous_local_time'"}
+        WHEN __ts_k = 'named' AND NOT __ts_v.v1 AND NOT __ts_v.v2 THEN 'nonexistent_local_time' END"""
+    local = "TRY_CAST(NULLIF(__ts_p.d, '') || ' ' || coalesce(NULLIF(__ts_p.t, ''), '00:00:00') AS TIMESTAMP)"
+    return [
+        [(f"regexp_extract({text}, '{_TIMESTAMP}', ['d', 't', 'z'])", "__ts_p")],
+        [(local, "__ts_l")],
+        [(kind, "__ts_k")],
+        [(candidates, "__ts_c")],
+        [("__ts_l - __ts_c.o1", "__ts_u1"), ("__ts_l - __ts_c.o2", "__ts_u2")],
+        [(fits, "__ts_v")],
+        [(ts, "__ts"), (problem, "__ts_problem")],
+    ]
+
+
+def layered(source: str, layers: list[Layer]) -> str:
+    """`source` with each layer's columns added in turn."""
+    for layer in layers:
+        source = f"(SELECT *, {', '.join(f'{expr} AS {name}' for expr, name in layer)} FROM {source})"
+    return source
+
+
+def timestamp_expr(column: str, dtype: str) -> str:
+    """timestamp_layers' __ts as one expression (for small batches: several times slower than the layers)."""
+    *inner, last = timestamp_layers(column, dtype)
+    body = next(expr for expr, name in last if name == "__ts")
+    # Each derived column becomes a one-element-list lambda's parameter: evaluated once, then reused.
+    for layer in reversed(inner):
+        for expr, name in reversed(layer):
+            body = f"list_transform([{expr}], lambda {name}: {body})[1]"
+    return body
 
 
 def number_expr(column: str, dtype: str) -> str:

@@ -6,6 +6,7 @@ import glob
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
@@ -26,14 +27,38 @@ class SourceFile:
     day: date | None
 
     def reader(self) -> str:
-        """DuckDB table function; CSV is read as text so that bad values reach validation."""
+        """DuckDB table function; CSV is read as text so that bad values reach validation.
+
+        Files are read as they are: a `date=...` folder never replaces a column of the file.
+        """
         suffix = self.path.suffix.lower()
         if suffix == ".parquet":
-            return f"read_parquet({sql_str(self.path)})"
+            return f"read_parquet({sql_str(self.path)}, hive_partitioning = false)"
         if suffix in {".csv", ".gz", ".txt"}:
-            # Without padding, one short row makes the sniffer read the file as a single column.
-            return f"read_csv({sql_str(self.path)}, all_varchar = true, header = true, null_padding = true)"
+            stat = self.path.stat()
+            return f"read_csv({sql_str(self.path)}, {_csv_options(str(self.path), stat.st_mtime_ns, stat.st_size)})"
         raise SourceError(f"{self.path}: unsupported file type {suffix!r} (use .parquet or .csv)")
+
+
+@lru_cache(maxsize=4096)
+def _csv_options(path: str, mtime_ns: int, size: int) -> str:
+    """read_csv options pinning the file's dialect and header columns, so that a malformed row
+    (a bad byte, an extra field) is rejected on its own instead of changing how the whole file is read.
+
+    Short rows are padded with NULLs (they fail validation as missing values); rejected rows are
+    stored in DuckDB's reject_errors table; quoted line breaks need the serial reader.
+    """
+    options = "all_varchar = true, header = true, null_padding = true, parallel = false, store_rejects = true, hive_partitioning = false"
+    if size == 0:
+        return options
+    with duckdb.connect() as con:
+        found = con.execute(
+            f"SELECT Delimiter, Quote, Escape, Columns FROM sniff_csv({sql_str(path)}, header = true, null_padding = false,"
+            " ignore_errors = true, all_varchar = true)"
+        ).fetchone()
+    delim, quote, escape, columns = ("" if v == "(empty)" else v for v in found)
+    names = ", ".join(f"{sql_str(c['name'])}: 'VARCHAR'" for c in columns)
+    return f"auto_detect = false, delim = {sql_str(delim)}, quote = {sql_str(quote)}, escape = {sql_str(escape)}, columns = {{{names}}}, {options}"
 
 
 # A streaming writer appends a day's rows as parts beside the day's file: `<stem>.part-<first>-<last>.parquet`.

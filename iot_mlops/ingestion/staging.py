@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import duckdb
 
-from iot_mlops.ingestion.rules import reason_case, reason_category
+from iot_mlops.ingestion.rules import Layer, layered, reason_case, reason_category
 from iot_mlops.ingestion.sources import SourceFile, check_columns, file_columns
 from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, ident, row_count, sql_str
 
-# Given a file and its column types: the standardized SELECT list and the validation rules.
-Builder = Callable[[SourceFile, dict[str, str]], tuple[list[str], list[tuple[str, str]]]]
+# Given a file and its column types: the prepared column layers, the standardized SELECT list and the rules.
+Builder = Callable[[SourceFile, dict[str, str]], tuple[list[Layer], list[str], list[tuple[str, str]]]]
 
 
 @dataclass
@@ -51,15 +52,20 @@ class IngestReport:
         return total
 
 
-def day_expr(file: SourceFile, ts: str, first_day: date) -> str:
+def day_expr(file: SourceFile, ts: str, first_day: date, last_day: date | None, limit: datetime) -> str:
     """The partition a row belongs to: its file's day, else its timestamp's day.
 
-    Rows of a whole-table source with no usable timestamp, or from before the first
-    partition, belong to the first partition, so every source row lands somewhere.
+    Rows of a whole-table source with no usable timestamp, or from before the first partition,
+    belong to the first partition; rows after a fixed last partition belong to it, and rows later
+    than `limit` (the future) to the fixed last partition or else the first: places that do not
+    move as time passes or data arrives, so every source row lands in one place, once.
     """
     if file.day is not None:
         return f"DATE {sql_str(file.day)}"
-    return f"CASE WHEN {ts} IS NULL OR {ts} < DATE {sql_str(first_day)} THEN DATE {sql_str(first_day)} ELSE CAST({ts} AS DATE) END"
+    first = f"DATE {sql_str(first_day)}"
+    last = f"DATE {sql_str(last_day)}" if last_day else first
+    after = f" WHEN {ts} >= {last} + INTERVAL 1 DAY THEN {last}" if last_day else ""
+    return f"CASE WHEN {ts} IS NULL OR {ts} < {first} THEN {first} WHEN {ts} > TIMESTAMP {sql_str(limit)} THEN {last}{after} ELSE CAST({ts} AS DATE) END"
 
 
 def stage(
@@ -70,8 +76,13 @@ def stage(
     days: list[date],
     key: list[str],
     report: IngestReport,
+    *,
+    first: date,
 ) -> None:
-    """Create TEMP TABLE checked (source_file, source_row, day, reason, standardized columns)."""
+    """Create TEMP TABLE checked (source_file, source_row, day, reason, rejected_line, standardized columns).
+
+    `first` is the first partition: whole-table rows the CSV reader rejects belong to it.
+    """
     wanted = ", ".join(f"DATE {sql_str(d)}" for d in days)
     parts = []
     for file in files:
@@ -83,16 +94,50 @@ def stage(
         extra = check_columns(file, columns, required)
         if extra:
             report.ignored_columns[str(file.path)] = extra
-        select, rules = build(file, columns)
+        layers, select, rules = build(file, columns)
         parts.append(
             f"SELECT * FROM (SELECT {sql_str(file.path)} AS source_file, row_number() OVER () AS source_row,"
-            f" {', '.join(select)}, {reason_case(rules)} AS reason FROM {reader} AS src) WHERE day IN ({wanted})"
+            f" {', '.join(select)}, {reason_case(rules)} AS reason, NULL::VARCHAR AS rejected_line"
+            f" FROM {layered(reader, layers)} AS src) WHERE day IN ({wanted})"
         )
     if not parts:
-        con.execute("CREATE OR REPLACE TEMP TABLE checked AS SELECT NULL::VARCHAR AS source_file, NULL::BIGINT AS source_row, NULL::DATE AS day, NULL::VARCHAR AS reason WHERE false")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE checked AS SELECT NULL::VARCHAR AS source_file, NULL::BIGINT AS source_row,"
+            " NULL::DATE AS day, NULL::VARCHAR AS reason, NULL::VARCHAR AS rejected_line WHERE false"
+        )
         return
+    # The CSV reader appends the rows it rejects to these tables; only this scan's must count.
+    con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
     con.execute("CREATE OR REPLACE TEMP TABLE checked AS " + " UNION ALL BY NAME ".join(parts))
+    add_rejected(con, files, days, first)
     mark_duplicates(con, key)
+
+
+# DuckDB's CSV error types -> quarantine reasons; any other rejected line is unreadable_row.
+REJECTED = {"INVALID ENCODING": "invalid_encoding", "TOO MANY COLUMNS": "extra_field"}
+
+
+def add_rejected(con: duckdb.DuckDBPyConnection, files: list[SourceFile], days: list[date], first: date) -> None:
+    """Add the CSV lines the reader rejected to `checked`, quarantined, numbered after the file's readable rows."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reject_errors'").fetchone()[0]:
+        return
+    by_file = {str(f.path): f for f in files}
+    rejected = con.execute(
+        """SELECT DISTINCT s.file_path, e.line, e.error_type, e.csv_line
+           FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id) ORDER BY s.file_path, e.line"""
+    ).fetchall()
+    rows, readable = [], {}
+    for path, line, error, text in rejected:
+        file = by_file.get(path)
+        if file is None or (file.day or first) not in days:
+            continue
+        if path not in readable:
+            # Counted as the quarantine query reads raw records (all columns), so numbers match.
+            readable[path] = con.execute(f"SELECT count(src) FROM {file.reader()} AS src").fetchone()[0]
+        readable[path] += 1
+        rows.append((path, readable[path], file.day or first, REJECTED.get(error, "unreadable_row"), json.dumps({"line": line, "text": text})))
+    if rows:
+        con.executemany("INSERT INTO checked BY NAME SELECT ? AS source_file, ? AS source_row, ? AS day, ? AS reason, ? AS rejected_line", rows)
 
 
 def mark_duplicates(con: duckdb.DuckDBPyConnection, key: list[str]) -> None:
@@ -119,10 +164,13 @@ def quarantine_query(files: list[SourceFile]) -> str:
         f"""SELECT c.day, c.reason, c.source_file, c.source_row, to_json(r.raw) AS record
             FROM checked c JOIN (SELECT row_number() OVER () AS raw_row, src AS raw FROM {f.reader()} AS src) r
               ON c.source_row = r.raw_row
-            WHERE c.source_file = {sql_str(f.path)} AND c.reason IS NOT NULL"""
+            WHERE c.source_file = {sql_str(f.path)} AND c.reason IS NOT NULL AND c.rejected_line IS NULL"""
         for f in files
         if f.path.stat().st_size > 0
     ]
+    if parts:
+        # A rejected line's record is its line number and text, as the reader saw it.
+        parts.append("SELECT day, reason, source_file, source_row, CAST(rejected_line AS JSON) FROM checked WHERE rejected_line IS NOT NULL")
     if not parts:
         return "SELECT NULL::DATE AS day, NULL::VARCHAR AS reason, NULL::VARCHAR AS source_file, NULL::BIGINT AS source_row, NULL::JSON AS record WHERE false"
     return " UNION ALL ".join(parts) + " ORDER BY source_file, source_row"

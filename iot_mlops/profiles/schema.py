@@ -206,6 +206,9 @@ class FleetProfile(StrictModel):
     owners: list[str] = []
     device_column: str
     timestamp_column: str
+    # A local time that a clock change repeats: quarantined, or read as its earliest or latest UTC instant.
+    ambiguous_local_time: Literal["quarantine", "earliest", "latest"] = "quarantine"
+    max_future: Duration = timedelta(days=1)  # readings later than now + this are quarantined
     sampling_interval: Duration
     sensors: list[SensorSpec] = Field(min_length=1)
     components: list[Identifier] = Field(min_length=1)

@@ -1,4 +1,4 @@
-"""Field types shared by profile sections: durations and identifiers."""
+"""Field types shared by profile sections and the API: durations, identifiers and device ids."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pydantic import AfterValidator, BeforeValidator, Field
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|sec|min|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "d": 86400}
 IDENTIFIER = r"^[a-z][a-z0-9_]*$"
+# The one device id rule: ingestion quarantines other ids and the API refuses them (no surrounding whitespace).
+DEVICE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 
 
 def parse_duration(value: object) -> object:

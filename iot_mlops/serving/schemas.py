@@ -9,10 +9,9 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from iot_mlops.monitoring.store import FeedbackIn
-from iot_mlops.profiles.schema_types import IDENTIFIER
+from iot_mlops.profiles.schema_types import DEVICE_ID, IDENTIFIER
 
 BATCH_MAX = 100  # devices per batch request; more is a 422 (a body over the byte limit is a 413 before parsing)
-DEVICE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 NO_NUL = r"^[^\x00]*$"  # Postgres text cannot hold NUL characters
 

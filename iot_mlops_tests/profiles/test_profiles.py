@@ -38,6 +38,7 @@ def test_shipped_profiles_load():
 def test_synthetic_profile_is_valid(tmp_path: Path):
     profile = load_profile(write(tmp_path, PROFILE))
     assert profile.features.lookback == timedelta(hours=6)
+    assert (profile.ambiguous_local_time, profile.max_future) == ("quarantine", timedelta(days=1))
 
 
 def _set(path: str, value):
@@ -79,6 +80,8 @@ BAD = {
     "unknown interaction sensor": (_set("features.interactions.0.right", "flow"), "<root>", "flow"),
     "bad path placeholder": (_set("source.telemetry.path", "t/{day}.csv"), "source.telemetry.path", "{date}"),
     "bad identifier": (_set("components", ["Impeller Blade"]), "components.0", "pattern"),
+    "unknown ambiguous-time rule": (_set("ambiguous_local_time", "guess"), "ambiguous_local_time", "earliest"),
+    "zero max_future": (_set("max_future", "0s"), "max_future", "positive"),
 }
 
 
