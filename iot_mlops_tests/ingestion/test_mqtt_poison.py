@@ -1,0 +1,84 @@
+"""Messages that once stopped the MQTT ingester, or landed twice or nowhere: each lands exactly once."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import duckdb
+import pandas as pd
+
+from iot_mlops_tests.fleet import Fleet, clean_day
+from iot_mlops_tests.ingestion.test_mqtt import DAY, HOST, PORT, broker, folder_of, ingesting, landed, mqtt_fleet, payload, readings, today  # noqa: F401
+from iot_mlops.ingestion.mqtt_landing import MqttLanding
+from iot_mlops.ingestion.mqtt_payload import Message
+from iot_mlops.sources.mqtt_publish import publish
+
+ROW = clean_day(DAY)[0]
+
+
+def raw(**fields: str) -> bytes:
+    """A payload with fields written as raw JSON text (numbers JSON itself cannot produce from Python)."""
+    base = {k: json.dumps(v) for k, v in ROW.items() if k != "device"}
+    return ("{" + ", ".join(f'"{k}": {v}' for k, v in {**base, **fields}.items()) + "}").encode()
+
+
+POISON = [
+    (payload(ROW, time="10000-01-01T00:00:00Z"), "timestamp_out_of_range"),
+    (payload(ROW, time="+12024-01-01T00:00:00"), "timestamp_out_of_range"),
+    (payload(ROW, time="9999-12-31T23:00:00-05:00"), "timestamp_out_of_range"),  # year 10000 in UTC
+    (payload(ROW, time="0001-01-01T00:30:00+01:00"), "timestamp_out_of_range"),  # year 0 in UTC
+    (payload(ROW, time="infinity"), "unparsable_timestamp"),
+    (payload(ROW, time="-infinity"), "unparsable_timestamp"),
+    (payload(ROW, time="9999-12-31T23:00:00Z"), "timestamp_in_future"),
+    (payload(ROW, time=1704067200), "unparsable_timestamp"),
+    (raw(temp="1e400"), "out_of_range:temp"),
+    (raw(pressure="-1e999"), "out_of_range:pressure"),
+    (raw(temp="NaN"), "unparsable_payload"),
+    (raw(temp='{"value": 50}'), "non_numeric:temp"),
+    (raw(temp="true"), "non_numeric:temp"),
+    (b"[" * 100_000 + b"]" * 100_000, "unparsable_payload"),
+    (raw(temp='"\\ud800"'), "non_numeric:temp"),
+    (raw(device='"\\ud800"'), "device_mismatch"),
+    (raw(temp='"hot"', padding=json.dumps("x" * 1_000_000)), "non_numeric:temp"),
+    (b"{}", "missing_value:timestamp"),
+    (b"", "unparsable_payload"),
+]
+
+
+def test_poison_messages_between_valid_ones_go_to_quarantine_and_every_valid_reading_lands(mqtt_fleet: Fleet):
+    mqtt_fleet.spec["partitions"].pop("end")  # no fixed end: only a sanity bound stops far-future times
+    mqtt_fleet.write_profile()
+    folder = folder_of(mqtt_fleet)
+    good = readings()
+    stream = good[:30] + [("d1", p) for p, _ in POISON] + good[30:]
+    with ingesting(mqtt_fleet.profile(), folder, max_batch=7) as ingester:
+        publish(mqtt_fleet.name, stream, HOST, PORT)
+    assert (ingester.stats.received, ingester.stats.landed, ingester.stats.quarantined) == (len(stream), len(good), len(POISON))
+    valid = landed(folder)
+    assert len(valid) == len(good) and not valid.duplicated(["device", "time"]).any()
+    bad = pd.concat([landed(folder, d, "quarantine") for d in {DAY, today()}], ignore_index=True)
+    assert sorted(zip(bad["payload"], bad["reason"], strict=True)) == sorted(POISON)
+
+    # Redelivered in full to a restarted ingester: nothing lands a second time.
+    with ingesting(mqtt_fleet.profile(), folder) as again:
+        publish(mqtt_fleet.name, stream, HOST, PORT)
+    assert (again.stats.landed, again.stats.quarantined, again.stats.redelivered) == (0, 0, len(stream))
+    assert len(landed(folder)) == len(good)
+    assert Counter(pd.concat([landed(folder, d, "quarantine") for d in {DAY, today()}])["reason"]) == Counter(r for _, r in POISON)
+
+
+def test_infinity_and_year_9999_are_quarantined_once_never_counted_and_lost_or_written_twice(tmp_path):
+    fleet = Fleet(tmp_path / "fleet", tmp_path / "lake", tmp_path / "landing")
+    fleet.spec["partitions"].pop("end")
+    profile = fleet.write_profile()
+    folder = folder_of(fleet)
+    sent = [payload(ROW, time="infinity"), payload(ROW, time="9999-12-31T23:00:00Z"), payload(ROW)]
+    received = int(pd.Timestamp(f"{today()} 12:00").value // 1000)
+    with duckdb.connect() as con:
+        counts = MqttLanding(con, profile, folder).write_batch([Message(i, received, "fleets/tiny/d1/telemetry", p, i, 1) for i, p in enumerate(sent)])
+    assert (counts.landed, counts.quarantined) == (1, 2)
+    files = sorted(p for p in folder.rglob("*.parquet"))
+    rows = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+    assert len(rows) == 3  # every message on disk once: one valid reading, two quarantined
+    assert sorted(rows["reason"].dropna()) == ["timestamp_in_future", "unparsable_timestamp"]
