@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import timedelta
 
 import duckdb
 import pandas as pd
 
-from iot_mlops_tests.fleet import Fleet, clean_day
+from iot_mlops_tests.fleet import Fleet, clean_day, reading, stamp
 from iot_mlops_tests.ingestion.test_mqtt import DAY, HOST, PORT, broker, folder_of, ingesting, landed, mqtt_fleet, payload, readings, today  # noqa: F401
 from iot_mlops.ingestion.mqtt_landing import MqttLanding
 from iot_mlops.ingestion.mqtt_payload import Message
@@ -82,3 +83,26 @@ def test_infinity_and_year_9999_are_quarantined_once_never_counted_and_lost_or_w
     rows = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
     assert len(rows) == 3  # every message on disk once: one valid reading, two quarantined
     assert sorted(rows["reason"].dropna()) == ["timestamp_in_future", "unparsable_timestamp"]
+
+
+def test_a_resumed_session_whose_broker_dropped_queued_messages_warns_with_the_gap(mqtt_fleet: Fleet):
+    mqtt_fleet.spec["sampling_interval"] = "1min"
+    mqtt_fleet.write_profile()
+    folder = folder_of(mqtt_fleet)
+    minute = lambda n: ("d1", payload(reading("d1", stamp(DAY) + timedelta(minutes=n))))  # noqa: E731
+    first: list[str] = []
+    with ingesting(mqtt_fleet.profile(), folder, log=first.append):
+        publish(mqtt_fleet.name, [minute(n) for n in range(10)], HOST, PORT)
+    # While the ingester is away the broker queues at most max_queued_messages (1000 by default) and drops the rest.
+    publish(mqtt_fleet.name, [minute(n) for n in range(10, 1300)], HOST, PORT)
+    lines: list[str] = []
+    with ingesting(mqtt_fleet.profile(), folder, log=lines.append, idle_timeout=2.0) as resumed:
+        publish(mqtt_fleet.name, [minute(n) for n in range(1300, 1310)], HOST, PORT)
+    assert resumed.stats.session_present
+    times = sorted(landed(folder)["time"])
+    holes = [(a, b) for a, b in zip(times, times[1:], strict=False) if b - a > timedelta(minutes=1)]
+    assert len(holes) == 1, "the broker dropped nothing: is max_queued_messages above 1290?"
+    (before, after), missing = holes[0], int((holes[0][1] - holes[0][0]) / timedelta(minutes=1)) - 1
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert len(warnings) == 1 and f"d1 {before:%Y-%m-%d %H:%M:%S} -> {after:%Y-%m-%d %H:%M:%S} ({missing} missing)" in warnings[0]
+    assert not [line for line in first if line.startswith("warning:")]
