@@ -254,7 +254,8 @@ class MqttIngester:
             done = self._stop.is_set()
             done |= opts.max_messages is not None and self.stats.received + pending >= opts.max_messages
             done |= opts.idle_timeout is not None and idle >= opts.idle_timeout
-            if full or (done and pending):
+            # Leaving lands everything buffered, a max_batch at a time.
+            for _ in range(-(-pending // opts.max_batch) if done else int(bool(full))):
                 self._flush(landing, client)
                 oldest = None
             if now >= next_report:
@@ -268,7 +269,7 @@ class MqttIngester:
 
     def _flush(self, landing: MqttLanding, client: mqtt.Client) -> None:
         with self._wake:
-            batch, self._buffer = self._buffer, []
+            batch, self._buffer = self._buffer[: self.options.max_batch], self._buffer[self.options.max_batch :]
         counts = landing.write_batch(batch)
         # Only now is the batch on disk: acknowledge it, in the order it was received.
         for message in batch:
