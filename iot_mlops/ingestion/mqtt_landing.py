@@ -258,20 +258,31 @@ class MqttLanding:
         self.con.execute("UPDATE checked SET reason = r.reason FROM repeats r WHERE checked.__seq = r.__seq AND r.reason IS NOT NULL")
 
     def _gaps(self) -> list[tuple[str, datetime, datetime]]:
-        """(device, last reading before, this reading) where a new reading follows a silence longer than 1.5 intervals."""
-        return self.con.execute(
+        """(device, last reading before, next reading) where a device's newest readings skip more than 1.5 intervals.
+
+        Each device's newest landed time is kept in memory, read from the loaded days when the device is first seen.
+        """
+        con = self.con
+        con.execute("CREATE OR REPLACE TEMP TABLE fresh AS SELECT DISTINCT device_id, ts FROM checked WHERE reason IS NULL")
+        con.execute("""INSERT INTO newest SELECT device_id, max(ts) FROM seen_valid
+                       WHERE device_id IN (SELECT device_id FROM fresh) AND device_id NOT IN (SELECT device_id FROM newest)
+                       GROUP BY device_id""")  # fmt: skip
+        gaps = con.execute(
             f"""SELECT device_id, prev, ts FROM (
-                    SELECT device_id, ts, fresh, lag(ts) OVER (PARTITION BY device_id ORDER BY ts) AS prev FROM (
-                        SELECT device_id, ts, true AS fresh FROM checked WHERE reason IS NULL
-                        UNION ALL SELECT device_id, ts, false FROM seen_valid
-                        WHERE device_id IN (SELECT device_id FROM checked WHERE reason IS NULL)))
-                WHERE fresh AND ts - prev > to_microseconds({int(self.gap.total_seconds() * 1e6)})
-                ORDER BY device_id, ts"""
+                    SELECT *, lag(ts) OVER (PARTITION BY device_id ORDER BY ts) AS prev FROM (
+                        SELECT f.device_id, f.ts, true AS fresh FROM fresh f LEFT JOIN newest n USING (device_id)
+                        WHERE n.ts IS NULL OR f.ts > n.ts
+                        UNION ALL SELECT device_id, ts, false FROM newest WHERE device_id IN (SELECT device_id FROM fresh)))
+                WHERE fresh AND ts - prev > to_microseconds({int(self.gap.total_seconds() * 1e6)}) ORDER BY device_id, ts"""
         ).fetchall()
+        con.execute("""INSERT OR REPLACE INTO newest SELECT f.device_id, greatest(max(f.ts), any_value(n.ts))
+                       FROM fresh f LEFT JOIN newest n USING (device_id) GROUP BY f.device_id""")  # fmt: skip
+        return gaps
 
     def _forget(self) -> None:
         self.con.execute("CREATE OR REPLACE TEMP TABLE seen_valid (day DATE, device_id VARCHAR, ts TIMESTAMP, h UBIGINT)")
         self.con.execute("CREATE OR REPLACE TEMP TABLE seen_quarantine (day DATE, digest VARCHAR)")
+        self.con.execute("CREATE OR REPLACE TEMP TABLE newest (device_id VARCHAR PRIMARY KEY, ts TIMESTAMP)")
         self._loaded.clear()
 
     def _load(self, days: list[date]) -> None:
