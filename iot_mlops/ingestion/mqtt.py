@@ -118,12 +118,13 @@ class IngestStats(BatchCounts):
     merges: int = 0
     seconds: float = 0.0
     session_present: bool = False
+    gaps_found: int = 0
 
     def summary(self) -> dict:
         return {
             "received": self.received, "landed": self.landed, "quarantined": self.quarantined,
             "redelivered": self.redelivered, "flushes": self.flushes, "merges": self.merges,
-            "seconds": round(self.seconds, 3), "session_present": self.session_present,
+            "seconds": round(self.seconds, 3), "session_present": self.session_present, "gaps": self.gaps_found,
             "by_reason": dict(sorted(self.by_reason.items())), "days": sorted(d.isoformat() for d in self.days),
         }  # fmt: skip
 
@@ -278,6 +279,8 @@ class MqttIngester:
         self._step("acked")
         if self._resumed and counts.gaps:
             self._warn_gaps(counts.gaps)
+        self.stats.gaps_found += len(counts.gaps)
+        counts.gaps = []  # counted, not kept: a long run would pile them up
         self.stats.add(counts)
         self.stats.flushes += 1
         self.stats.merges += landing.compact(counts.days)

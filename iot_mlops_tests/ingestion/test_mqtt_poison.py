@@ -98,7 +98,7 @@ def test_a_resumed_session_whose_broker_dropped_queued_messages_warns_with_the_g
     lines: list[str] = []
     with ingesting(mqtt_fleet.profile(), folder, log=lines.append, idle_timeout=2.0) as resumed:
         publish(mqtt_fleet.name, [minute(n) for n in range(1300, 1310)], HOST, PORT)
-    assert resumed.stats.session_present
+    assert resumed.stats.session_present and resumed.stats.gaps_found == 1
     times = sorted(landed(folder)["time"])
     holes = [(a, b) for a, b in zip(times, times[1:], strict=False) if b - a > timedelta(minutes=1)]
     assert len(holes) == 1, "the broker dropped nothing: is max_queued_messages above 1290?"
