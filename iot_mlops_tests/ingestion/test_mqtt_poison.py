@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 
-from iot_mlops_tests.fleet import Fleet, clean_day, reading, stamp
-from iot_mlops_tests.ingestion.test_mqtt import DAY, HOST, PORT, broker, folder_of, ingesting, landed, mqtt_fleet, payload, readings, today  # noqa: F401
 from iot_mlops.ingestion.mqtt_landing import MqttLanding
 from iot_mlops.ingestion.mqtt_payload import Message
 from iot_mlops.sources.mqtt_publish import publish
+from iot_mlops_tests.fleet import Fleet, clean_day, reading, stamp
+from iot_mlops_tests.ingestion.test_mqtt import DAY, HOST, PORT, broker, folder_of, ingesting, landed, mqtt_fleet, payload, readings, today  # noqa: F401
 
 ROW = clean_day(DAY)[0]
 
@@ -106,3 +108,51 @@ def test_a_resumed_session_whose_broker_dropped_queued_messages_warns_with_the_g
     warnings = [line for line in lines if line.startswith("warning:")]
     assert len(warnings) == 1 and f"d1 {before:%Y-%m-%d %H:%M:%S} -> {after:%Y-%m-%d %H:%M:%S} ({missing} missing)" in warnings[0]
     assert not [line for line in first if line.startswith("warning:")]
+
+
+def fleet_landing(tmp_path, step) -> tuple[MqttLanding, Path]:
+    fleet = Fleet(tmp_path / "fleet", tmp_path / "lake", tmp_path / "landing")
+    return MqttLanding(duckdb.connect(), fleet.write_profile(), tmp_path / "landing", step=step), tmp_path / "landing"
+
+
+def batch_of(payloads: list[bytes]) -> list[Message]:
+    received = int(pd.Timestamp(f"{today()} 12:00").value // 1000)
+    return [Message(i, received, "fleets/tiny/d1/telemetry", p, i, 1) for i, p in enumerate(payloads)]
+
+
+def on_disk(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    parts = list(folder.rglob("*.parquet"))
+    frame = lambda ps: pd.concat([pd.read_parquet(p) for p in ps], ignore_index=True) if ps else pd.DataFrame()  # noqa: E731
+    return frame([p for p in parts if "quarantine" not in p.parts]), frame([p for p in parts if "quarantine" in p.parts])
+
+
+@pytest.mark.parametrize("fail_at", ["checked", "part_aside", "part_written", "landed"])
+def test_a_batch_that_fails_midway_is_landed_message_by_message_once(tmp_path, fail_at: str):
+    calls: Counter = Counter()
+
+    def fail_once(name: str) -> None:
+        calls[name] += 1
+        if name == fail_at and calls[name] == 1:
+            raise RuntimeError("the batch failed here")
+
+    landing, folder = fleet_landing(tmp_path, fail_once)
+    good = [payload(row) for row in clean_day(DAY) if row["device"] == "d1"][:5]
+    counts = landing.write_batch(batch_of(good[:2] + [payload(ROW, temp=250), b"not json"] + good[2:]))
+    assert counts.received == 7 == counts.landed + counts.quarantined + counts.redelivered
+    valid, bad = on_disk(folder)
+    assert len(valid) == 5 and not valid.duplicated(["device", "time"]).any()
+    assert sorted(bad["reason"]) == ["out_of_range:temp", "unparsable_payload"]
+
+
+def test_a_message_that_cannot_be_landed_is_quarantined_as_ingest_error_once(tmp_path):
+    def always(name: str) -> None:
+        if name == "checked":
+            raise RuntimeError("no batch gets past its check")
+
+    landing, folder = fleet_landing(tmp_path, always)
+    sent = [payload(ROW), b"not json"]
+    counts = landing.write_batch(batch_of(sent))
+    assert (counts.landed, counts.quarantined, dict(counts.by_reason)) == (0, 2, {"ingest_error:RuntimeError": 2})
+    assert landing.write_batch(batch_of(sent)).redelivered == 2
+    valid, bad = on_disk(folder)
+    assert valid.empty and sorted(bad["payload"]) == sorted(sent) and set(bad["record"]) == {p.decode() for p in sent}
