@@ -79,6 +79,8 @@ def parse_timestamp(value: object) -> datetime | str:
             if parsed.tzinfo is not None:
                 return "unparsable_timestamp"
             parsed = parsed.replace(tzinfo=ZoneInfo(zone))
+            if parsed.utcoffset() != parsed.replace(fold=1).utcoffset():  # repeated or skipped by a clock change
+                return "ambiguous_local_time"
     except (ValueError, KeyError, OSError):  # an unknown zone is a KeyError
         return "unparsable_timestamp"
     if parsed.tzinfo is None:
