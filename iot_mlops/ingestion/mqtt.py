@@ -3,12 +3,15 @@
 The ingester subscribes to `fleets/<fleet>/+/telemetry` at QoS 1 over MQTT 5 with a fixed client id
 and a persistent session (clean start off, session expiry), and acknowledges a message only after
 the flush that landed it (or quarantined it) is on disk: a killed ingester's unacknowledged messages
-are redelivered to the next one, and dedupe on (device, timestamp) makes the redelivery add nothing.
+are redelivered to the next one, and dedupe on (device, timestamp) for readings and on the message
+digest for quarantined ones makes the redelivery add nothing. Acknowledged means on disk exactly once.
 
 The broker bounds what it keeps for a session: Mosquitto drops QoS 1 messages for a client beyond
 `max_queued_messages` (default 1000, counting the unacknowledged ones of a disconnected client).
 Size it for the longest ingester outage (messages/s x seconds + receive maximum), or set it to 0
-and bound `max_queued_bytes`; keep `persistence true` so sessions survive a broker restart.
+and bound `max_queued_bytes`; keep `persistence true` so sessions survive a broker restart. How many
+messages the broker dropped is not knowable; after a resumed session the ingester logs a warning for
+every device whose readings show a gap (a silence longer than 1.5 sampling intervals).
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from iot_mlops.ingestion.mqtt_landing import BatchCounts, MqttLanding
+from iot_mlops.ingestion.mqtt_landing import BatchCounts, MqttLanding, Step, no_step
 from iot_mlops.ingestion.mqtt_payload import Message, topic_filter
 from iot_mlops.lake import connect
 from iot_mlops.profiles.schema import FleetProfile
 
 LOCK_FILE = ".mqtt-ingest.lock"
 FLAP_COUNT, FLAP_SECONDS = 5, 10.0  # this many lost connections in this long: give up
+GAPS_SHOWN = 10  # gaps listed in one warning
 
 
 class MqttError(RuntimeError):
@@ -114,12 +118,13 @@ class IngestStats(BatchCounts):
     merges: int = 0
     seconds: float = 0.0
     session_present: bool = False
+    gaps_found: int = 0
 
     def summary(self) -> dict:
         return {
             "received": self.received, "landed": self.landed, "quarantined": self.quarantined,
             "redelivered": self.redelivered, "flushes": self.flushes, "merges": self.merges,
-            "seconds": round(self.seconds, 3), "session_present": self.session_present,
+            "seconds": round(self.seconds, 3), "session_present": self.session_present, "gaps": self.gaps_found,
             "by_reason": dict(sorted(self.by_reason.items())), "days": sorted(d.isoformat() for d in self.days),
         }  # fmt: skip
 
@@ -127,7 +132,8 @@ class IngestStats(BatchCounts):
 class MqttIngester:
     """Receives on paho's network thread; buffers, lands and acknowledges on the calling thread."""
 
-    def __init__(self, profile: FleetProfile, folder: Path, options: MqttOptions = MqttOptions(), log: Callable[[str], None] = print):
+    def __init__(self, profile: FleetProfile, folder: Path, options: MqttOptions = MqttOptions(), log: Callable[[str], None] = print,
+                 step: Step = no_step):  # fmt: skip
         if not 0 < options.max_batch <= options.receive_maximum <= 65535:
             raise MqttError(f"need 0 < max_batch ({options.max_batch}) <= receive_maximum ({options.receive_maximum}) <= 65535")
         self.profile, self.folder, self.options, self.log = profile, Path(folder), options, log
@@ -140,6 +146,8 @@ class MqttIngester:
         self.ready = threading.Event()  # set once the subscription is acknowledged
         self._fatal: str | None = None
         self._drops: list[float] = []
+        self._resumed = False  # a session resumed (or a reconnect): the broker may have dropped queued messages
+        self._step = step
 
     def stop(self) -> None:
         """Flush what is buffered and leave (safe from signal handlers and other threads)."""
@@ -151,7 +159,7 @@ class MqttIngester:
         """Ingest until stopped, `max_messages` or `idle_timeout`; returns the run's totals."""
         started = time.monotonic()
         with exclusive(self.folder, self.profile.name), connect() as con:
-            landing = MqttLanding(con, self.profile, self.folder)
+            landing = MqttLanding(con, self.profile, self.folder, step=self._step)
             client = self._connect()
             self._last_received = time.monotonic()
             try:
@@ -196,8 +204,9 @@ class MqttIngester:
         if self.ready.is_set():
             lost = "" if flags.session_present else ": the broker had lost the session, messages sent meanwhile may be lost"
             self.log(f"reconnected to {self.options.host}:{self.options.port}{lost}")
+            self._resumed = True
         else:
-            self.stats.session_present = bool(flags.session_present)
+            self.stats.session_present = self._resumed = bool(flags.session_present)
         # Subscribing again on a resumed session is harmless and restores a lost subscription.
         client.subscribe(topic_filter(self.profile.name), qos=1)
 
@@ -220,9 +229,13 @@ class MqttIngester:
             self.ready.set()
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # brokers reject such topics; if one comes, it is quarantined, not fatal
+            topic = "<topic not UTF-8>"
         with self._wake:
             self._seq += 1
-            self._buffer.append(Message(self._seq, time.time_ns() // 1000, message.topic, message.payload, message.mid, message.qos))
+            self._buffer.append(Message(self._seq, time.time_ns() // 1000, topic, message.payload, message.mid, message.qos))
             self._last_received = time.monotonic()
             if len(self._buffer) >= self.options.max_batch:
                 self._wake.notify()
@@ -242,7 +255,8 @@ class MqttIngester:
             done = self._stop.is_set()
             done |= opts.max_messages is not None and self.stats.received + pending >= opts.max_messages
             done |= opts.idle_timeout is not None and idle >= opts.idle_timeout
-            if full or (done and pending):
+            # Leaving lands everything buffered, a max_batch at a time.
+            for _ in range(-(-pending // opts.max_batch) if done else int(bool(full))):
                 self._flush(landing, client)
                 oldest = None
             if now >= next_report:
@@ -256,15 +270,28 @@ class MqttIngester:
 
     def _flush(self, landing: MqttLanding, client: mqtt.Client) -> None:
         with self._wake:
-            batch, self._buffer = self._buffer, []
+            batch, self._buffer = self._buffer[: self.options.max_batch], self._buffer[self.options.max_batch :]
         counts = landing.write_batch(batch)
         # Only now is the batch on disk: acknowledge it, in the order it was received.
         for message in batch:
             if message.qos > 0:
                 client.ack(message.mid, message.qos)
+        self._step("acked")
+        if self._resumed and counts.gaps:
+            self._warn_gaps(counts.gaps)
+        self.stats.gaps_found += len(counts.gaps)
+        counts.gaps = []  # counted, not kept: a long run would pile them up
         self.stats.add(counts)
         self.stats.flushes += 1
         self.stats.merges += landing.compact(counts.days)
+
+    def _warn_gaps(self, gaps: list) -> None:
+        interval = self.profile.sampling_interval
+        shown = [f"{device} {before:%Y-%m-%d %H:%M:%S} -> {after:%Y-%m-%d %H:%M:%S} ({round((after - before) / interval) - 1} missing)"
+                 for device, before, after in gaps[:GAPS_SHOWN]]  # fmt: skip
+        more = f" and {len(gaps) - GAPS_SHOWN} more" if len(gaps) > GAPS_SHOWN else ""
+        self.log(f"warning: readings missing after a resumed session (the broker may have dropped queued messages "
+                 f"beyond max_queued_messages; how many it dropped is unknown): {'; '.join(shown)}{more}")  # fmt: skip
 
     def _report(self) -> None:
         s = self.stats

@@ -3,26 +3,33 @@
 Topic: `fleets/<fleet>/<device_id>/telemetry`, one reading per message, QoS 1.
 Payload: a UTF-8 JSON object keyed by the profile's source column names, e.g. for water_heaters
 `{"timestamp": "2026-01-01T00:01:00Z", "temperature_c": 57.2, "pressure_bar": 3.1, ...}`:
-- the timestamp column: an ISO 8601 string; an offset is honoured, a naive time is UTC;
+- the timestamp column: an ISO 8601 string, optionally followed by an IANA zone name
+  (`2026-01-01 01:01:00 Europe/Paris`); an offset or zone is honoured, a naive time is UTC;
 - every sensor's source column: a number (or numeric string); missing or null is `missing_value`;
 - the device column is optional; when present it must equal the topic's device id;
 - any other key is ignored.
+Each message is decoded on its own in Python, so no message can fail the batch it arrives in.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from iot_mlops.ingestion.rules import NumericColumn, number_expr, numeric_reasons, reason_case, text_expr, timestamp_expr
+from iot_mlops.ingestion.rules import NumericColumn, number_expr, numeric_reasons, text_expr
 from iot_mlops.lake import ident, sql_str
 from iot_mlops.profiles.schema import FleetProfile
 
 TOPIC = "fleets/{fleet}/{device}/telemetry"
 RESERVED = {"device_id", "ts", "day", "reason", "h"}
+MAX_FUTURE = timedelta(days=1)  # a reading stamped later than its arrival plus this is `timestamp_in_future`
+WIDE_YEAR = re.compile(r"[+-]?\d{5,}-")  # ISO 8601 expanded years: beyond what a timestamp column holds
 
 
 def topic_filter(fleet: str) -> str:
@@ -50,41 +57,66 @@ class Message:
     qos: int
 
 
-BATCH_SCHEMA = pa.schema(
-    [
-        ("__seq", pa.int64()),
-        ("__received_at", pa.timestamp("us")),
-        ("__topic", pa.string()),
-        ("__device", pa.string()),
-        ("__text", pa.string()),  # NULL when the payload is not UTF-8
-        ("__payload", pa.binary()),
-        ("__digest", pa.string()),  # identifies a redelivered bad message
-    ]
-)
+class Number(str):
+    """A JSON number kept as its text, so no float conversion decides what it is worth."""
 
 
-def batch_table(messages: list[Message]) -> pa.Table:
-    """Messages as an Arrow table with BATCH_SCHEMA."""
-    texts = []
-    for m in messages:
+def parse_timestamp(value: object) -> datetime | str:
+    """A payload timestamp as naive UTC, or the quarantine reason it gets."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "missing_value:timestamp"
+    if not isinstance(value, str) or isinstance(value, Number):
+        return "unparsable_timestamp"
+    text, zone = value.strip(), None
+    if WIDE_YEAR.match(text):
+        return "timestamp_out_of_range"
+    head, _, tail = text.rpartition(" ")
+    if head and ("/" in tail or tail == "UTC"):
+        text, zone = head, tail
+    try:
+        parsed = datetime.fromisoformat(text)
+        if zone is not None:
+            if parsed.tzinfo is not None:
+                return "unparsable_timestamp"
+            parsed = parsed.replace(tzinfo=ZoneInfo(zone))
+            if parsed.utcoffset() != parsed.replace(fold=1).utcoffset():  # repeated or skipped by a clock change
+                return "ambiguous_local_time"
+    except (ValueError, KeyError, OSError):  # an unknown zone is a KeyError
+        return "unparsable_timestamp"
+    if parsed.tzinfo is None:
+        return parsed
+    try:
+        return parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    except OverflowError:  # the UTC time falls before year 1 or after year 9999
+        return "timestamp_out_of_range"
+
+
+def as_text(value: object) -> str | None:
+    """A JSON value as the text the SQL rules parse: strings as they are, anything else as JSON."""
+    if value is None:
+        return None
+    if isinstance(value, Number):
+        return str(value)
+    if isinstance(value, str):
         try:
-            texts.append(m.payload.decode("utf-8"))
-        except UnicodeDecodeError:
-            texts.append(None)
-    columns = [
-        [m.seq for m in messages],
-        [m.received_us for m in messages],
-        [m.topic for m in messages],
-        [topic_device(m.topic) for m in messages],
-        texts,
-        [m.payload for m in messages],
-        [hashlib.blake2b(m.topic.encode() + b"\0" + m.payload, digest_size=16).hexdigest() for m in messages],
-    ]
-    return pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, BATCH_SCHEMA, strict=True)], schema=BATCH_SCHEMA)
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+            pass
+    return json.dumps(value)
+
+
+def digest(message: Message) -> str:
+    """A message's identity: a redelivery has the same, so it is written once."""
+    return hashlib.blake2b(message.topic.encode("utf-8", "surrogatepass") + b"\0" + message.payload, digest_size=16).hexdigest()
+
+
+def reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 class PayloadContract:
-    """A fleet's payload rules as SQL over a BATCH_SCHEMA relation."""
+    """A fleet's payload rules: decoding per message in Python, the value rules as SQL over a batch."""
 
     def __init__(self, profile: FleetProfile):
         spec = profile.source.telemetry
@@ -96,6 +128,63 @@ class PayloadContract:
         clash = [s.source for s in self.sensors if s.source in RESERVED or s.source.startswith("__")]
         if clash:
             raise ValueError(f"{profile.name}: sensor column(s) {clash} clash with the MQTT ingester's own columns")
+        self.schema = pa.schema(
+            [
+                ("__seq", pa.int64()),
+                ("__received_at", pa.timestamp("us")),
+                ("__topic", pa.string()),
+                ("__device", pa.string()),
+                ("__text", pa.string()),  # NULL when the payload is not UTF-8
+                ("__payload", pa.binary()),
+                ("__digest", pa.string()),  # identifies a redelivered message
+                ("__payload_reason", pa.string()),
+                ("__payload_device", pa.string()),
+                ("__ts_reason", pa.string()),
+                ("__ts", pa.timestamp("us")),
+                ("__day", pa.date32()),
+                *((s.source, pa.string()) for s in self.sensors),
+            ]
+        )
+
+    def decode(self, message: Message) -> list:
+        """One message as a row of `schema`: a reading, or the reason it is quarantined; never an exception."""
+        try:
+            return self._decode(message)
+        except Exception as error:  # a message must never stop the ingester: quarantine what nothing above foresaw
+            received = datetime(1970, 1, 1) + timedelta(microseconds=message.received_us)
+            row = [message.seq, received, message.topic, topic_device(message.topic), None, message.payload, digest(message)]
+            return row + [f"payload_error:{type(error).__name__}", None, None, None, received.date()] + [None] * len(self.sensors)
+
+    def _decode(self, message: Message) -> list:
+        received = datetime(1970, 1, 1) + timedelta(microseconds=message.received_us)
+        row = [message.seq, received, message.topic, topic_device(message.topic), None, message.payload, digest(message), None, None, None, None, received.date()]
+        fields: dict = {}
+        try:
+            row[4] = message.payload.decode("utf-8")
+            fields = json.loads(row[4], parse_int=Number, parse_float=Number, parse_constant=reject_constant)
+            if not isinstance(fields, dict):
+                row[7], fields = "payload_not_object", {}
+        except UnicodeDecodeError:
+            row[7] = "payload_not_utf8"
+        except (ValueError, RecursionError):
+            row[7] = "unparsable_payload"
+        row[8] = as_text(fields.get(self.device_column))
+        ts = parse_timestamp(fields.get(self.timestamp_column))
+        if isinstance(ts, str):
+            row[9] = ts
+        elif ts > received + MAX_FUTURE:
+            row[9], row[10] = "timestamp_in_future", ts
+        elif ts.date() < self.first or (self.last is not None and ts.date() > self.last):
+            row[9], row[10] = "timestamp_outside_partition", ts
+            row[11] = self.first if ts.date() < self.first else self.last
+        else:
+            row[10], row[11] = ts, ts.date()
+        return row + [as_text(fields.get(s.source)) for s in self.sensors]
+
+    def batch_table(self, messages: list[Message]) -> pa.Table:
+        """Messages decoded as an Arrow table with `schema`."""
+        rows = [self.decode(m) for m in messages]
+        return pa.Table.from_arrays([pa.array([r[i] for r in rows], f.type) for i, f in enumerate(self.schema)], schema=self.schema)
 
     def landing_select(self) -> str:
         """Checked columns renamed to the landing part's columns."""
@@ -108,46 +197,19 @@ class PayloadContract:
 
     def check_sql(self, batch: str) -> str:
         """Rows (message columns, device_id, ts, sensors by source name, day, reason); reason NULL when valid."""
-        keys = [self.timestamp_column, *(s.source for s in self.sensors)]
-        payload_device = "__payload_device"
-        if self.device_column not in keys:
-            keys.append(self.device_column)
-        # JSON functions fail on malformed text, so fields are extracted only from valid objects.
-        fields = ", ".join(
-            f"CASE WHEN __object THEN json_extract_string(__text, {sql_str(json_path(k))}) END AS "
-            f"{ident(payload_device if k == self.device_column else k)}"
-            for k in keys
-        )
-        ts = timestamp_expr(self.timestamp_column, "VARCHAR")
-        outside = [f"{ts} < DATE {sql_str(self.first)}"]
-        day = f"CASE WHEN {ts} IS NULL THEN CAST(__received_at AS DATE) WHEN {ts} < DATE {sql_str(self.first)} THEN DATE {sql_str(self.first)}"
-        if self.last is not None:
-            after = sql_str(self.last + timedelta(days=1))
-            outside.append(f"{ts} >= DATE {after}")
-            day += f" WHEN {ts} >= DATE {after} THEN DATE {sql_str(self.last)}"
-        day += f" ELSE CAST({ts} AS DATE) END"
-        rules = [
-            ("__text IS NULL", "payload_not_utf8"),
-            ("NOT __valid", "unparsable_payload"),
-            ("NOT __object", "payload_not_object"),
-            ("__dev IS NULL", "missing_value:device_id"),
-            (f"{text_expr(payload_device)} <> __dev", "device_mismatch"),
-            (f"{text_expr(self.timestamp_column)} IS NULL", "missing_value:timestamp"),
-            (f"{ts} IS NULL", "unparsable_timestamp"),
-            (" OR ".join(outside), "timestamp_outside_partition"),
-        ]
+        rules = []
         for sensor in self.sensors:
-            rules += numeric_reasons(sensor, "VARCHAR")
+            value = number_expr(sensor.source, "VARCHAR")
+            rules += numeric_reasons(sensor, "VARCHAR") + [(f"isinf({value})", f"out_of_range:{sensor.name}")]
         sensors = ", ".join(f"{number_expr(s.source, 'VARCHAR')} AS {ident(s.source)}" for s in self.sensors)
-        parsed = f"""
-            SELECT *, CASE WHEN __valid THEN json_type(__text) = 'OBJECT' ELSE false END AS __object
-            FROM (SELECT *, coalesce(json_valid(__text), false) AS __valid, {text_expr("__device")} AS __dev FROM {batch})"""
+        whens = "\n".join(f"WHEN {condition} THEN {sql_str(reason)}" for condition, reason in rules)
         return f"""
             SELECT __seq, __received_at, __topic, __text, __payload, __digest,
-                   __dev AS device_id, {ts} AS ts, {sensors}, {day} AS day, {reason_case(rules)} AS reason
-            FROM (SELECT *, {fields} FROM ({parsed}))"""
-
-
-def json_path(key: str) -> str:
-    """A JSON path selecting one top-level key, whatever characters it has."""
-    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                   __dev AS device_id, __ts AS ts, {sensors}, __day AS day,
+                   CASE WHEN __payload_reason IS NOT NULL THEN __payload_reason
+                        WHEN __dev IS NULL THEN 'missing_value:device_id'
+                        WHEN {text_expr("__payload_device")} <> __dev THEN 'device_mismatch'
+                        WHEN __ts_reason IS NOT NULL THEN __ts_reason
+                        {whens}
+                        ELSE NULL END AS reason
+            FROM (SELECT *, {text_expr("__device")} AS __dev FROM {batch})"""

@@ -71,10 +71,10 @@ def folder_of(fleet: Fleet) -> Path:
 
 
 @contextmanager
-def ingesting(profile: FleetProfile, folder: Path, **options) -> Iterator[MqttIngester]:
+def ingesting(profile: FleetProfile, folder: Path, log=lambda _: None, **options) -> Iterator[MqttIngester]:
     """An ingester on a thread, subscribed on entry; on exit it lands what arrived and stops once idle."""
     opts = MqttOptions(host=HOST, port=PORT, **{"flush_seconds": 0.2, "idle_timeout": 1.0, **options})
-    ingester = MqttIngester(profile, folder, opts, log=lambda _: None)
+    ingester = MqttIngester(profile, folder, opts, log=log)
     failure: list[BaseException] = []
 
     def run() -> None:
