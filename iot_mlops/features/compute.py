@@ -51,7 +51,7 @@ def feature_query(lake: Lake, profile: FleetProfile, days: list[date]) -> str:
     events = lake.scan(fleet, "events", [d for d in lake.partitions(fleet, "events") if d <= last])
     start = datetime.combine(first, time())
     end = datetime.combine(last + timedelta(days=1), time())
-    return features_sql(profile, telemetry, events, f"read_parquet({sql_str(devices_file)})", str(start), str(end))
+    return features_sql(profile, telemetry, events, f"read_parquet({sql_str(devices_file)}, hive_partitioning = false)", str(start), str(end))
 
 
 def build_features(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, days: list[date]) -> None:

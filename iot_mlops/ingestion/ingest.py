@@ -21,7 +21,7 @@ def _known_devices(lake: Lake, fleet: str) -> str:
     devices = lake.table_file(fleet, "devices")
     if not devices.is_file():
         raise SourceError(f"{fleet}: no devices table in the lake yet; materialize {fleet}/devices first")
-    return f"(SELECT device_id FROM read_parquet({sql_str(devices)}))"
+    return f"(SELECT device_id FROM read_parquet({sql_str(devices)}, hive_partitioning = false))"
 
 
 def _time_rules(file: SourceFile, last: date | None) -> list[tuple[str, str]]:

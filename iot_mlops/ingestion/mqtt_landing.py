@@ -111,7 +111,7 @@ def merge_parts(con: duckdb.DuckDBPyConnection, day_file: Path, order_by: str, f
             return merges
         group = parts[tail : tail + fanout]
         listed = ", ".join(sql_str(p) for p in group)
-        query = f"SELECT * FROM read_parquet([{listed}], union_by_name = true) ORDER BY {order_by}"
+        query = f"SELECT * FROM read_parquet([{listed}], union_by_name = true, hive_partitioning = false) ORDER BY {order_by}"
         copy_to(con, query, part_path(day_file, part_range(group[0])[0], part_range(group[-1])[1]))
         step("merged")
         merges += 1
@@ -297,11 +297,11 @@ class MqttLanding:
                 device, ts = ident(contract.device_column), ident(contract.timestamp_column)
                 self.con.execute(
                     f"INSERT INTO seen_valid SELECT DATE {sql_str(day)}, CAST({device} AS VARCHAR), CAST({ts} AS TIMESTAMP), "
-                    f"{contract.values_hash()} FROM read_parquet([{parts}], union_by_name = true)"
+                    f"{contract.values_hash()} FROM read_parquet([{parts}], union_by_name = true, hive_partitioning = false)"
                 )
             quarantine = ", ".join(sql_str(p) for p in landing_parts(self.quarantine_file(day)))
             if quarantine:
-                self.con.execute(f"INSERT INTO seen_quarantine SELECT DATE {sql_str(day)}, digest FROM read_parquet([{quarantine}])")
+                self.con.execute(f"INSERT INTO seen_quarantine SELECT DATE {sql_str(day)}, digest FROM read_parquet([{quarantine}], hive_partitioning = false)")
             self._loaded[day] = None
         for day in [d for d in self._loaded if d not in wanted][: max(0, len(self._loaded) - 2 * self.open_days)]:
             self.con.execute(f"DELETE FROM seen_valid WHERE day = DATE {sql_str(day)}")

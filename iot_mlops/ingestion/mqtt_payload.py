@@ -28,7 +28,6 @@ from iot_mlops.profiles.schema import FleetProfile
 
 TOPIC = "fleets/{fleet}/{device}/telemetry"
 RESERVED = {"device_id", "ts", "day", "reason", "h"}
-MAX_FUTURE = timedelta(days=1)  # a reading stamped later than its arrival plus this is `timestamp_in_future`
 WIDE_YEAR = re.compile(r"[+-]?\d{5,}-")  # ISO 8601 expanded years: beyond what a timestamp column holds
 
 
@@ -125,6 +124,7 @@ class PayloadContract:
         self.sensors = [NumericColumn(s.name, s.source_column, s.min, s.max) for s in profile.sensors]
         self.first = profile.partitions.start
         self.last = profile.partitions.end if isinstance(profile.partitions.end, date) else None
+        self.max_future = profile.max_future  # a reading stamped later than its arrival plus this is `timestamp_in_future`
         clash = [s.source for s in self.sensors if s.source in RESERVED or s.source.startswith("__")]
         if clash:
             raise ValueError(f"{profile.name}: sensor column(s) {clash} clash with the MQTT ingester's own columns")
@@ -172,7 +172,7 @@ class PayloadContract:
         ts = parse_timestamp(fields.get(self.timestamp_column))
         if isinstance(ts, str):
             row[9] = ts
-        elif ts > received + MAX_FUTURE:
+        elif ts > received + self.max_future:
             row[9], row[10] = "timestamp_in_future", ts
         elif ts.date() < self.first or (self.last is not None and ts.date() > self.last):
             row[9], row[10] = "timestamp_outside_partition", ts

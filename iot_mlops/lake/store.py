@@ -134,5 +134,5 @@ def row_count(con: duckdb.DuckDBPyConnection, file: Path) -> int:
     """Rows in a Parquet file, from its footer."""
     if not Path(file).is_file():
         return 0
-    (count,) = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(file)})").fetchone()
+    (count,) = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(file)}, hive_partitioning = false)").fetchone()
     return int(count)

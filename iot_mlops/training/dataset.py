@@ -115,7 +115,7 @@ def build_dataset(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
     report = DatasetReport(path=target, fingerprint=fingerprint(target), boundaries=bounds, window=(start, end))
     sums = ", ".join(f"coalesce(sum({label_column(c)}), 0)" for c in profile.components)
     for name, rows, *positives in con.execute(
-        f"SELECT split, count(*), {sums} FROM read_parquet({sql_str(target)}) GROUP BY split"
+        f"SELECT split, count(*), {sums} FROM read_parquet({sql_str(target)}, hive_partitioning = false) GROUP BY split"
     ).fetchall():
         report.rows[name] = int(rows)
         report.positives[name] = {c: int(n) for c, n in zip(profile.components, positives)}
