@@ -22,13 +22,13 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from iot_mlops.ingestion.rules import NumericColumn, number_expr, numeric_reasons, text_expr
+from iot_mlops.ingestion.rules import OFFSET_PATTERN, TIMESTAMP_PATTERN, NumericColumn, number_expr, numeric_reasons, text_expr
 from iot_mlops.lake import ident, sql_str
 from iot_mlops.profiles.schema import FleetProfile
 
 TOPIC = "fleets/{fleet}/{device}/telemetry"
 RESERVED = {"device_id", "ts", "day", "reason", "h"}
-WIDE_YEAR = re.compile(r"[+-]?\d{5,}-")  # ISO 8601 expanded years: beyond what a timestamp column holds
+_PARTS, _OFFSET = re.compile(TIMESTAMP_PATTERN), re.compile(OFFSET_PATTERN)
 
 
 def topic_filter(fleet: str) -> str:
@@ -60,34 +60,59 @@ class Number(str):
     """A JSON number kept as its text, so no float conversion decides what it is worth."""
 
 
-def parse_timestamp(value: object) -> datetime | str:
-    """A payload timestamp as naive UTC, or the quarantine reason it gets."""
+def parse_timestamp(value: object, ambiguous: str = "quarantine") -> datetime | str:
+    """A payload timestamp as naive UTC, or its quarantine reason: file ingestion's grammar and rules (rules.py)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return "missing_value:timestamp"
     if not isinstance(value, str) or isinstance(value, Number):
         return "unparsable_timestamp"
-    text, zone = value.strip(), None
-    if WIDE_YEAR.match(text):
-        return "timestamp_out_of_range"
-    head, _, tail = text.rpartition(" ")
-    if head and ("/" in tail or tail == "UTC"):
-        text, zone = head, tail
-    try:
-        parsed = datetime.fromisoformat(text)
-        if zone is not None:
-            if parsed.tzinfo is not None:
-                return "unparsable_timestamp"
-            parsed = parsed.replace(tzinfo=ZoneInfo(zone))
-            if parsed.utcoffset() != parsed.replace(fold=1).utcoffset():  # repeated or skipped by a clock change
-                return "ambiguous_local_time"
-    except (ValueError, KeyError, OSError):  # an unknown zone is a KeyError
+    match = _PARTS.match(value.strip())
+    local = _local(match.group(1), match.group(2)) if match else None
+    if local is None:
         return "unparsable_timestamp"
-    if parsed.tzinfo is None:
-        return parsed
+    zone = match.group(3) or ""
     try:
-        return parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        if zone in ("", "Z"):
+            return local
+        if _OFFSET.match(zone):
+            digits = zone[1:].replace(":", "")
+            hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+            if hours > 23 or minutes > 59:
+                return "unparsable_timestamp"
+            return local - (-1 if zone[0] == "-" else 1) * timedelta(hours=hours, minutes=minutes)
+        return _in_zone(local, zone, ambiguous)
     except OverflowError:  # the UTC time falls before year 1 or after year 9999
-        return "timestamp_out_of_range"
+        return "unparsable_timestamp"
+
+
+def _local(day: str, clock: str | None) -> datetime | None:
+    """The local date-time the pattern matched, or None when it is no calendar time."""
+    try:
+        year, month, mday = (int(x) for x in day.split("-"))
+        hour, minute, *rest = (clock or "0:00").split(":")
+        second, _, fraction = (rest[0] if rest else "0").partition(".")
+        parts = (int(hour), int(minute), int(second), int((fraction + "000000")[:6]))
+        if parts == (24, 0, 0, 0):  # the end of a day is the next midnight, as DuckDB reads it for files
+            return datetime(year, month, mday) + timedelta(days=1)
+        return datetime(year, month, mday, *parts)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _in_zone(local: datetime, zone: str, ambiguous: str) -> datetime | str:
+    """A local time in a named zone as naive UTC, or why it has no single UTC time."""
+    try:
+        tz = ZoneInfo(zone)
+    except (ValueError, KeyError, OSError):  # an unknown zone is a KeyError
+        return "unknown_time_zone"
+    early, late = local.replace(tzinfo=tz, fold=0), local.replace(tzinfo=tz, fold=1)
+    if early.utcoffset() != late.utcoffset():  # a clock change skips or repeats this local time
+        if early.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None) != local:
+            return "nonexistent_local_time"
+        if ambiguous == "quarantine":
+            return "ambiguous_local_time"
+    chosen = late if ambiguous == "latest" else early
+    return chosen.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def as_text(value: object) -> str | None:
@@ -124,6 +149,7 @@ class PayloadContract:
         self.sensors = [NumericColumn(s.name, s.source_column, s.min, s.max) for s in profile.sensors]
         self.first = profile.partitions.start
         self.last = profile.partitions.end if isinstance(profile.partitions.end, date) else None
+        self.ambiguous = profile.ambiguous_local_time
         self.max_future = profile.max_future  # a reading stamped later than its arrival plus this is `timestamp_in_future`
         clash = [s.source for s in self.sensors if s.source in RESERVED or s.source.startswith("__")]
         if clash:
@@ -169,7 +195,7 @@ class PayloadContract:
         except (ValueError, RecursionError):
             row[7] = "unparsable_payload"
         row[8] = as_text(fields.get(self.device_column))
-        ts = parse_timestamp(fields.get(self.timestamp_column))
+        ts = parse_timestamp(fields.get(self.timestamp_column), self.ambiguous)
         if isinstance(ts, str):
             row[9] = ts
         elif ts > received + self.max_future:

@@ -56,11 +56,12 @@ def timestamp_rules(ts: str, limit: datetime) -> list[tuple[str, str]]:
 
 
 # A local date-time and an optional zone: Z, an offset (+HH, +HHMM, +HH:MM) or a zone name (Europe/Berlin).
-_TIMESTAMP = (
+TIMESTAMP_PATTERN = (
     r"^(\d{4}-\d{1,2}-\d{1,2})(?:[T ](\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?"
     r"\s*(Z|[+-]\d{2}(?::?\d{2})?|[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*)?$"
 )
-_OFFSET = r"^[+-]\d{2}(:?\d{2})?$"
+OFFSET_PATTERN = r"^[+-]\d{2}(:?\d{2})?$"
+_IN_RANGE = "__ts_r BETWEEN TIMESTAMP '0001-01-01 00:00:00' AND TIMESTAMP '9999-12-31 23:59:59.999999'"
 TIMESTAMP_PROBLEMS = ("unparsable_timestamp", "unknown_time_zone", "nonexistent_local_time", "ambiguous_local_time")
 AMBIGUOUS = ("quarantine", "earliest", "latest")
 
@@ -108,7 +109,7 @@ def timestamp_layers(column: str, dtype: str, ambiguous: str = "quarantine") -> 
 
     kind = f"""CASE WHEN {text} IS NULL THEN 'missing' WHEN __ts_l IS NULL THEN 'unparsable_timestamp'
         WHEN __ts_p.z IN ('', 'Z') THEN 'naive'
-        WHEN regexp_full_match(__ts_p.z, '{_OFFSET}') THEN CASE WHEN {hours} <= 23 AND {minutes} <= 59 THEN 'offset' ELSE 'unparsable_timestamp' END
+        WHEN regexp_full_match(__ts_p.z, '{OFFSET_PATTERN}') THEN CASE WHEN {hours} <= 23 AND {minutes} <= 59 THEN 'offset' ELSE 'unparsable_timestamp' END
         WHEN list_contains({_zone_names()}, __ts_p.z) THEN 'named' ELSE 'unknown_time_zone' END"""
     # The offsets a day before and after bracket any single clock change; each gives a candidate UTC
     # time, valid when the zone has that offset then: none valid, the local time was skipped; two, repeated.
@@ -123,13 +124,16 @@ def timestamp_layers(column: str, dtype: str, ambiguous: str = "quarantine") -> 
         WHEN __ts_k = 'named' AND NOT __ts_v.v1 AND NOT __ts_v.v2 THEN 'nonexistent_local_time' END"""
     local = "TRY_CAST(NULLIF(__ts_p.d, '') || ' ' || coalesce(NULLIF(__ts_p.t, ''), '00:00:00') AS TIMESTAMP)"
     return [
-        [(f"regexp_extract({text}, '{_TIMESTAMP}', ['d', 't', 'z'])", "__ts_p")],
+        [(f"regexp_extract({text}, '{TIMESTAMP_PATTERN}', ['d', 't', 'z'])", "__ts_p")],
         [(local, "__ts_l")],
         [(kind, "__ts_k")],
         [(candidates, "__ts_c")],
         [("__ts_l - __ts_c.o1", "__ts_u1"), ("__ts_l - __ts_c.o2", "__ts_u2")],
         [(fits, "__ts_v")],
-        [(ts, "__ts"), (problem, "__ts_problem")],
+        [(ts, "__ts_r"), (problem, "__ts_rp")],
+        # An offset can carry a valid local time past year 9999 or before year 1 in UTC: no timestamp either.
+        [(f"CASE WHEN {_IN_RANGE} THEN __ts_r END", "__ts"),
+         (f"CASE WHEN __ts_r IS NOT NULL AND NOT ({_IN_RANGE}) THEN 'unparsable_timestamp' ELSE __ts_rp END", "__ts_problem")],
     ]
 
 
@@ -138,17 +142,6 @@ def layered(source: str, layers: list[Layer]) -> str:
     for layer in layers:
         source = f"(SELECT *, {', '.join(f'{expr} AS {name}' for expr, name in layer)} FROM {source})"
     return source
-
-
-def timestamp_expr(column: str, dtype: str) -> str:
-    """timestamp_layers' __ts as one expression (for small batches: several times slower than the layers)."""
-    *inner, last = timestamp_layers(column, dtype)
-    body = next(expr for expr, name in last if name == "__ts")
-    # Each derived column becomes a one-element-list lambda's parameter: evaluated once, then reused.
-    for layer in reversed(inner):
-        for expr, name in reversed(layer):
-            body = f"list_transform([{expr}], lambda {name}: {body})[1]"
-    return body
 
 
 def number_expr(column: str, dtype: str) -> str:
