@@ -6,12 +6,15 @@ import gc
 import uuid
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from importlib.resources import files
 from typing import Annotated
 
 import anyio
 import sqlalchemy as sa
 from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from threadpoolctl import threadpool_limits
 
@@ -144,7 +147,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
                 await anyio.to_thread.run_sync(cache.stop)
                 gc.unfreeze()
 
-    app = FastAPI(title="iot_mlops prediction service", version="1", lifespan=lifespan,
+    app = FastAPI(title="iot_mlops prediction service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Per-device failure and anomaly predictions with explanations, feedback, models and rollback. "
                               "Send an API key in X-API-Key: reader (predictions, models), operator (feedback, batch), "
                               "admin (rollback).")
@@ -157,6 +160,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     app.add_middleware(BodyLimit, max_bytes=serving.max_body_bytes)
     app.router.route_class = KeyFirstRoute
     _handlers(app)
+    _docs(app)
     _routes(app)
 
     def openapi() -> dict:
@@ -176,6 +180,39 @@ def _open_registry(tracking_uri: str, artifacts) -> ModelRegistry:
 
 def _registry(request: Request) -> ModelRegistry:
     return request.app.state.cache.registry
+
+
+STATIC = "/static"
+# Swagger UI and ReDoc as packaged by fastapi-offline, so /docs and /redoc work without a network.
+DOCS_ASSETS = files("fastapi_offline") / "static"
+
+
+def _docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from the packaged assets under /static: no CDN, no key."""
+    app.mount(STATIC, StaticFiles(directory=str(DOCS_ASSETS)), name="static")
+    oauth2_redirect = app.swagger_ui_oauth2_redirect_url
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        # validatorUrl null: Swagger UI would otherwise send the schema to validator.swagger.io.
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+                                   oauth2_redirect_url=f"{root}{oauth2_redirect}",
+                                   swagger_js_url=f"{root}{STATIC}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{STATIC}/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}{STATIC}/favicon.png",
+                                   swagger_ui_parameters={"validatorUrl": None})
+
+    @app.get(oauth2_redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{root}{STATIC}/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}{STATIC}/favicon.png", with_google_fonts=False)
 
 
 def _routes(app: FastAPI) -> None:
