@@ -76,7 +76,6 @@ def manual_retraining(defs, fleet: str, reason: str, actor: str, instance, on_ev
     The decision is written inside the run (as when launched from the UI), so no trigger is ever
     logged for a run that does not exist. `on_event(step_key, event_type, seconds)` reports progress.
     """
-    import dagster as dg
 
     from iot_mlops.training.assets import ACTOR_TAG, TRIGGER_TAG
 

@@ -13,7 +13,6 @@ landed message by message, and a message that still fails is quarantined as `ing
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import pyarrow as pa
 from iot_mlops.ingestion.mqtt_payload import Message, PayloadContract, digest
 from iot_mlops.ingestion.sources import landing_parts, part_range
 from iot_mlops.lake import atomic_write, ident, sql_str
+from iot_mlops.lake.atomic import fsync_path
 from iot_mlops.profiles.schema import FleetProfile
 
 FANOUT = 8
@@ -67,15 +67,6 @@ def part_path(day_file: Path, first: int, last: int) -> Path:
     return day_file.parent / f"{day_file.stem}.part-{first:09d}-{last:09d}.parquet"
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def copy_to(con: duckdb.DuckDBPyConnection, query: str, target: Path, step: Step = no_step) -> Path:
     """Write a query's rows to one Parquet file atomically and durably."""
     created = not target.parent.exists()
@@ -85,9 +76,9 @@ def copy_to(con: duckdb.DuckDBPyConnection, query: str, target: Path, step: Step
         step("part_aside")
 
     atomic_write(target, write)
-    fsync_dir(target.parent)
+    fsync_path(target.parent)
     if created:
-        fsync_dir(target.parent.parent)
+        fsync_path(target.parent.parent)
     step("part_written")
     return target
 

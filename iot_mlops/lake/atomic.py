@@ -31,6 +31,15 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> Path:
     return target
 
 
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a folder so that the renames and new entries in it are durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def temp_path(target: Path) -> Path:
     """A hidden, unique temp file name beside `target`, marked with this process's id."""
     return target.parent / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}-{target.name}"

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from iot_mlops.lake.atomic import remove_stale_temp_files, temp_path
+from iot_mlops.lake.atomic import fsync_path, remove_stale_temp_files, temp_path
 
 VERSION_PREFIX = ".v-"
 # The steps of a commit, in order; "written" comes once per file.
@@ -67,7 +67,7 @@ def commit_files(link: Path, writes: Mapping[str, Callable[[Path], None]]) -> Pa
             write(version / name)
             _step("written", link)
         for name in writes:
-            _fsync(version / name)
+            fsync_path(version / name)
         os.fsync(lock)
         _step("synced", link)
         os.symlink(version.name, new_link)
@@ -75,7 +75,7 @@ def commit_files(link: Path, writes: Mapping[str, Callable[[Path], None]]) -> Pa
         old = _switch(new_link, link)
         switched = True
         _step("switched", link)
-        _fsync(folder)
+        fsync_path(folder)
         _step("durable", link)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
@@ -143,15 +143,7 @@ def _make_dirs(folder: Path) -> None:
         return
     _make_dirs(folder.parent)
     folder.mkdir(exist_ok=True)
-    _fsync(folder.parent)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(folder.parent)
 
 
 def _step(step: str, link: Path) -> None:

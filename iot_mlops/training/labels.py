@@ -67,7 +67,7 @@ def labels_sql(profile: FleetProfile, features: str, events: str, coverage: date
         f"CASE WHEN {complete} THEN (count(e.ts) FILTER (WHERE e.value = {sql_str(c)}) > 0)::INTEGER END AS {ident(label_column(c))}"
         for c in profile.components
     ]
-    hours_to = f"date_diff('second', f.ts, min(e.ts)) / 3600.0"
+    hours_to = "date_diff('second', f.ts, min(e.ts)) / 3600.0"
     return f"""
 SELECT f.device_id, f.ts, {complete} AS label_complete, {', '.join(per_component)},
        {hours_to} AS hours_to_failure

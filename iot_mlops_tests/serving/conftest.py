@@ -147,17 +147,22 @@ def serving_settings(**overrides) -> ServingSettings:
     return ServingSettings(api_keys=keys, model_poll_seconds=POLL, max_body_bytes=16_000, **overrides)
 
 
+def served_settings(root: Path, served: Served, store_url: str, rows: pd.DataFrame | None = None) -> Settings:
+    """Settings over a private copy of the served registry, online features `rows` (default: fresh) and a store."""
+    tracking_uri, artifacts = served.copy(root / "mlflow")
+    write_online(root / "lake", FLEET, online_rows(datetime.now(UTC)) if rows is None else rows)
+    return Settings(data_dir=root / "data", profiles_dir=PROFILES, lake_dir=root / "lake", store_url=store_url,
+                    mlflow_tracking_uri=tracking_uri, mlflow_artifacts_dir=artifacts)
+
+
 @contextmanager
 def running_api(root: Path, served: Served, store_url: str, *, lake_rows: pd.DataFrame | None = None,
                 serving: ServingSettings | None = None) -> Iterator[Api]:
     """The app (lifespan started) over a private copy of the served registry, a lake and a store."""
-    tracking_uri, artifacts = served.copy(root / "mlflow")
     rows = online_rows(datetime.now(UTC)) if lake_rows is None else lake_rows
-    write_online(root / "lake", FLEET, rows)
-    settings = Settings(data_dir=root / "data", profiles_dir=PROFILES, lake_dir=root / "lake", store_url=store_url,
-                        mlflow_tracking_uri=tracking_uri, mlflow_artifacts_dir=artifacts)
+    settings = served_settings(root, served, store_url, rows)
     with TestClient(create_app(settings, serving or serving_settings())) as client:
-        yield Api(client, settings, ModelRegistry(tracking_uri, artifacts), rows)
+        yield Api(client, settings, ModelRegistry(settings.mlflow_tracking_uri, settings.mlflow_artifacts_dir), rows)
 
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import schemathesis
@@ -18,9 +17,7 @@ from schemathesis.checks import (
 from schemathesis.python import asgi
 
 from iot_mlops.serving.app import create_app
-from iot_mlops.settings import Settings
-from iot_mlops_tests.fleet import PROFILES
-from iot_mlops_tests.serving.conftest import FLEET, KEYS, Served, online_rows, serving_settings, write_online
+from iot_mlops_tests.serving.conftest import KEYS, Served, served_settings, serving_settings
 
 EXAMPLES = 30  # per operation: ten operations in well under a minute
 # No 5xx; statuses, content types, headers and bodies as documented. Not positive_data_acceptance: feedback rules
@@ -34,11 +31,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 @pytest.fixture(scope="module")
 def fuzzed_app(tmp_path_factory: pytest.TempPathFactory, served: Served) -> Iterator:
     root = tmp_path_factory.mktemp("fuzz")
-    tracking_uri, artifacts = served.copy(root / "mlflow")
-    write_online(root / "lake", FLEET, online_rows(datetime.now(UTC)))
-    settings = Settings(data_dir=root / "data", profiles_dir=PROFILES, lake_dir=root / "lake",
-                        store_url=f"sqlite:///{root / 'operational.db'}", mlflow_tracking_uri=tracking_uri,
-                        mlflow_artifacts_dir=artifacts)
+    settings = served_settings(root, served, f"sqlite:///{root / 'operational.db'}")
     app = create_app(settings, serving_settings())
     yield app
     asgi.shutdown_lifespans()  # schemathesis started the app's lifespan (model poller, batcher) on first use

@@ -6,16 +6,13 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import uvicorn
 
 from iot_mlops.serving.app import create_app
 from iot_mlops.serving.auth import Role
-from iot_mlops.settings import Settings
-from iot_mlops_tests.fleet import PROFILES
-from iot_mlops_tests.serving.conftest import DEVICE_TYPE, FAILURE, FLEET, KEYS, Api, Served, online_rows, serving_settings, write_online
+from iot_mlops_tests.serving.conftest import DEVICE_TYPE, FAILURE, KEYS, Api, Served, served_settings, serving_settings
 from iot_mlops_tests.serving.test_auth import ENDPOINTS
 
 LIMIT = 16_000  # the test app's body limit
@@ -73,11 +70,7 @@ def test_with_the_key_a_body_over_the_limit_is_413_and_an_invalid_one_422(api: A
 def server(tmp_path_factory: pytest.TempPathFactory, served: Served) -> Iterator[int]:
     """The app under uvicorn in a thread, on a free localhost port; yields the port."""
     root = tmp_path_factory.mktemp("raw")
-    tracking_uri, artifacts = served.copy(root / "mlflow")
-    write_online(root / "lake", FLEET, online_rows(datetime.now(UTC)))
-    settings = Settings(data_dir=root / "data", profiles_dir=PROFILES, lake_dir=root / "lake",
-                        store_url=f"sqlite:///{root / 'operational.db'}", mlflow_tracking_uri=tracking_uri,
-                        mlflow_artifacts_dir=artifacts)
+    settings = served_settings(root, served, f"sqlite:///{root / 'operational.db'}")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(create_app(settings, serving_settings()), log_level="warning", lifespan="on")
