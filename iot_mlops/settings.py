@@ -47,3 +47,8 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Read settings now (not at import), so tests and CLIs can change the environment."""
     return Settings()
+
+
+def psycopg2_url(url: str) -> str:
+    """SQLAlchemy 2.1 maps bare `postgresql://` to psycopg 3; this project ships psycopg2."""
+    return "postgresql+psycopg2://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url

@@ -96,7 +96,7 @@ def check_store(ctx: Context) -> list[Check]:
 
     from iot_mlops.monitoring.store import engine_for
     from iot_mlops.registry.decisions import DecisionLog
-    from iot_mlops.registry.mlflow_service import psycopg2_url
+    from iot_mlops.settings import psycopg2_url
 
     url, variable = ctx.settings.store, "IOT_MLOPS_STORE_URL"
     problem = (_postgres_problem(url, variable) if probes.is_postgres(url) else _sqlite_problem(url, variable))

@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from iot_mlops.monitoring.store import FeedbackStore, PredictionLog
-from iot_mlops.registry.mlflow_service import psycopg2_url
+from iot_mlops.settings import psycopg2_url
 from iot_mlops.registry.resource import STORE_URL_VAR, from_env, resolved
 from iot_mlops.secrets import secrets_hidden
 from iot_mlops.settings import get_settings

@@ -160,7 +160,7 @@ def engine_for(url: str, autocheckpoint: bool = True) -> sa.Engine:
     `autocheckpoint=False`: SQLite commits never run a WAL checkpoint (see sqlite_writes.WalCheckpointer).
     """
     if url.startswith("postgresql://"):
-        from iot_mlops.registry.mlflow_service import psycopg2_url  # imports MLflow (seconds): only when needed
+        from iot_mlops.settings import psycopg2_url
 
         url = psycopg2_url(url)
     sqlite = url.startswith("sqlite")

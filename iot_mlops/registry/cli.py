@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Optional
@@ -15,17 +16,24 @@ models_app = typer.Typer(help="Registered models: aliases, decision history, rol
 @contextmanager
 def _clean_errors() -> Iterator[None]:
     """Expected failures (missing model, no earlier version, store unreachable) end as one line on stderr."""
-    from mlflow.exceptions import MlflowException
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from iot_mlops.registry.lifecycle import RollbackError
-    from iot_mlops.registry.mlflow_service import ModelNotFound
-
     try:
         yield
-    except (RollbackError, ModelNotFound, MlflowException, SQLAlchemyError, OSError) as error:
+    except Exception as error:
+        if not isinstance(error, _expected_errors()):
+            raise
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """The error classes of what the command loaded: a class never imported cannot have been raised, and
+    importing MLflow to name its error would cost a command such as `decisions` seconds."""
+    expected: list[type[BaseException]] = [OSError]
+    for module, name in (("sqlalchemy.exc", "SQLAlchemyError"), ("mlflow.exceptions", "MlflowException"),
+                         ("iot_mlops.registry.lifecycle", "RollbackError"), ("iot_mlops.registry.mlflow_service", "ModelNotFound")):
+        if module in sys.modules:
+            expected.append(getattr(sys.modules[module], name))
+    return tuple(expected)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -36,8 +44,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _decision_log():
     from iot_mlops.registry.decisions import DecisionLog
-    from iot_mlops.registry.mlflow_service import psycopg2_url
-    from iot_mlops.settings import get_settings
+    from iot_mlops.settings import get_settings, psycopg2_url
 
     return DecisionLog(psycopg2_url(get_settings().store))
 

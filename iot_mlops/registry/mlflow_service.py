@@ -25,7 +25,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model, infer_signature
 
 from iot_mlops.secrets import secrets_hidden, without_credentials
-from iot_mlops.settings import get_settings
+from iot_mlops.settings import get_settings, psycopg2_url
 
 # MLflow draws a progress bar per artifact download (14 in one demo): noise in CLI and server output.
 # Read at each download, so setting it here is enough; set the variable to true to see them.
@@ -93,11 +93,6 @@ def run_page_url(ui_url: str, experiment_id: str, run_id: str, artifact: str | N
     """The MLflow UI page of a run, opened on one of its artifacts when given."""
     page = f"{without_credentials(ui_url).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"{page}/artifactPath/{artifact}" if artifact else page
-
-
-def psycopg2_url(url: str) -> str:
-    """SQLAlchemy 2.1 maps bare `postgresql://` to psycopg 3; this project ships psycopg2."""
-    return "postgresql+psycopg2://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
 
 
 def _check_trusted(types: list[str], what: str) -> list[str]:

@@ -9,7 +9,8 @@ import dagster as dg
 from pydantic import Field
 
 from iot_mlops.registry.decisions import DecisionLog
-from iot_mlops.registry.mlflow_service import ModelRegistry, psycopg2_url
+from iot_mlops.registry.mlflow_service import ModelRegistry
+from iot_mlops.settings import psycopg2_url
 from iot_mlops.secrets import secrets_hidden
 from iot_mlops.settings import get_settings
 

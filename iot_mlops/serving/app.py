@@ -30,7 +30,8 @@ from iot_mlops.monitoring.store import (
 from iot_mlops.profiles import load_profiles
 from iot_mlops.registry.decisions import DecisionLog
 from iot_mlops.registry.lifecycle import RollbackError
-from iot_mlops.registry.mlflow_service import ModelNotFound, ModelRegistry, psycopg2_url
+from iot_mlops.registry.mlflow_service import ModelNotFound, ModelRegistry
+from iot_mlops.settings import psycopg2_url
 from iot_mlops.serving import catalog, schemas
 from iot_mlops.serving.auth import AuthError, KeyFirstRoute, KeyRing, Principal, Role, document_keys, parse_keys, require
 from iot_mlops.serving.batching import MicroBatcher

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pwd
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -37,3 +39,24 @@ def test_the_default_actor_is_the_login_name_even_without_user_variables(monkeyp
     assert default_actor() == f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
     monkeypatch.setenv("USER", "alice")
     assert default_actor() == "cli:alice"
+
+
+def run_decisions(tmp_path: Path, store_url: str) -> subprocess.CompletedProcess:
+    """`iot-mlops decisions` in a fresh interpreter; prints which heavy libraries it imported."""
+    script = ("import sys\nfrom iot_mlops.cli import app\ntry:\n    app(['decisions'])\nexcept SystemExit as e:\n"
+              "    code = e.code\nprint('heavy:', sorted(m for m in ('mlflow', 'sklearn', 'skops', 'evidently') if m in sys.modules))\n"
+              "sys.exit(code)")
+    env = {**os.environ, "IOT_MLOPS_STORE_URL": store_url, "IOT_MLOPS_DATA_DIR": str(tmp_path)}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+
+
+def test_decisions_reads_the_log_without_loading_mlflow_or_scikit_learn(tmp_path):
+    done = run_decisions(tmp_path, f"sqlite:///{tmp_path / 'ops.db'}")
+    assert done.returncode == 0, done.stderr
+    assert "no decisions recorded yet" in done.stdout and "heavy: []" in done.stdout
+
+
+def test_an_unreachable_store_is_one_line_not_a_traceback(tmp_path):
+    done = run_decisions(tmp_path, "postgresql://postgres@127.0.0.1:1/nowhere")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr

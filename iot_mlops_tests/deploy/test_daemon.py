@@ -22,7 +22,8 @@ import pytest
 
 from iot_mlops.deploy.doctor import run_checks
 from iot_mlops.registry.decisions import DecisionLog
-from iot_mlops.registry.mlflow_service import ModelRegistry, psycopg2_url
+from iot_mlops.registry.mlflow_service import ModelRegistry
+from iot_mlops.settings import psycopg2_url
 from iot_mlops_tests.conftest import postgres_databases
 from iot_mlops_tests.fleet import DAYS, RANGE_END, RANGE_START, Fleet, garbled_day, stamp
 

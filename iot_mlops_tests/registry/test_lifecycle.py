@@ -9,7 +9,8 @@ import pytest
 from iot_mlops.registry.decisions import DecisionLog
 from iot_mlops.registry.gate import GatePolicy, decide
 from iot_mlops.registry.lifecycle import RollbackError, history, promote, reject, rollback
-from iot_mlops.registry.mlflow_service import ModelRegistry, psycopg2_url
+from iot_mlops.registry.mlflow_service import ModelRegistry
+from iot_mlops.settings import psycopg2_url
 from iot_mlops_tests.registry.conftest import VERSION_METRICS
 from iot_mlops_tests.registry.models import FLEET, NAME
 

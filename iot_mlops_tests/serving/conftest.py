@@ -19,7 +19,8 @@ from threadpoolctl import threadpool_limits
 from iot_mlops.lake import Lake, atomic_write
 from iot_mlops.registry.decisions import DecisionLog
 from iot_mlops.registry.lifecycle import promote
-from iot_mlops.registry.mlflow_service import ModelRegistry, psycopg2_url
+from iot_mlops.registry.mlflow_service import ModelRegistry
+from iot_mlops.settings import psycopg2_url
 from iot_mlops.serving.app import create_app
 from iot_mlops.serving.auth import hash_key
 from iot_mlops.serving.config import ServingSettings
