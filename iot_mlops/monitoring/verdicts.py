@@ -21,13 +21,24 @@ class VerdictComparison:
     evidently_drifted: int
     evidently_tested: int
     evidently_share: float
-    disagree: list[str]  # drifted by exactly one of the two, sorted
+    ours_only: list[str]  # drifted for us, not for Evidently (sorted)
+    evidently_only: list[str]
+
+    @property
+    def disagree(self) -> list[str]:
+        """Features drifted for exactly one of the two."""
+        return sorted(self.ours_only + self.evidently_only)
 
     def disagree_markdown(self, limit: int = SHOWN) -> str:
         if not self.disagree:
             return "Both flag the same features."
-        more = len(self.disagree) - limit
-        return ", ".join(f"`{name}`" for name in self.disagree[:limit]) + (f" and {more} more" if more > 0 else "")
+
+        def names(listed: list[str]) -> str:
+            more = len(listed) - limit
+            return ", ".join(f"`{name}`" for name in listed[:limit]) + (f" and {more} more" if more > 0 else "")
+
+        parts = [("ours only", self.ours_only), ("Evidently only", self.evidently_only)]
+        return "; ".join(f"{label}: {names(listed)}" for label, listed in parts if listed)
 
 
 def compare_verdicts(ours: DriftResult, theirs: EvidentlyResult) -> VerdictComparison:
@@ -36,7 +47,8 @@ def compare_verdicts(ours: DriftResult, theirs: EvidentlyResult) -> VerdictCompa
     return VerdictComparison(
         drifted=len(ours.drifted), tested=len(ours.tested), share=ours.share,
         evidently_drifted=theirs.drifted_count, evidently_tested=theirs.tested, evidently_share=theirs.share,
-        disagree=sorted(set(ours.drifted) ^ evidently_drifted),
+        ours_only=sorted(set(ours.drifted) - evidently_drifted),
+        evidently_only=sorted(evidently_drifted - set(ours.drifted)),
     )
 
 

@@ -52,12 +52,13 @@ def test_both_verdicts_and_their_disagreement(tmp_path: Path):
     assert comparison.evidently_tested == len(theirs.verdicts) == 3
     assert comparison.evidently_drifted == len(theirs_drifted) and theirs_drifted >= {"c", "cat"}
     assert comparison.evidently_share == pytest.approx(len(theirs_drifted) / 3)
-    assert comparison.disagree == sorted(set(ours.drifted) ^ theirs_drifted) and "x" in comparison.disagree
+    assert comparison.disagree == sorted(set(ours.drifted) ^ theirs_drifted) and "x" in comparison.ours_only
+    assert set(comparison.evidently_only) == theirs_drifted - set(ours.drifted)
 
     text = explanation(comparison, ours, theirs, profile, spec, spec.evidently_rows)
     assert f"{len(ours.drifted)} of 4 features drifted (share {ours.share:.3f})" in text
     assert f"{comparison.evidently_drifted} of 3 (share {comparison.evidently_share:.3f})" in text
-    assert f"{profile.bins} quantile bins" in text and f"PSI >= {spec.psi_threshold}" in text and "`x`" in text
+    assert f"{profile.bins} quantile bins" in text and f"PSI >= {spec.psi_threshold}" in text and "ours only: `x`" in text
 
 
 def wide(seed: int, rows: int, columns: int, shifted: int = 0) -> pd.DataFrame:
