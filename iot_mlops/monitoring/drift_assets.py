@@ -16,8 +16,8 @@ from iot_mlops.monitoring.drift import (
     TABLE,
     DriftResult,
     compute_drift,
-    strength,
     day_relation,
+    strength,
     write_drift_report,
 )
 from iot_mlops.monitoring.evidently_report import (
@@ -33,7 +33,11 @@ from iot_mlops.monitoring.reference import (
     load_reference_profile,
     load_reference_sample,
 )
-from iot_mlops.monitoring.verdicts import VerdictComparison, compare_verdicts, explanation
+from iot_mlops.monitoring.verdicts import (
+    VerdictComparison,
+    compare_verdicts,
+    explanation,
+)
 from iot_mlops.partitions import daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import ModelRegistry, run_page_url

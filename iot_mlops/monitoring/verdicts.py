@@ -59,16 +59,16 @@ def explanation(comparison: VerdictComparison, ours: DriftResult, theirs: Eviden
     ks = f"; KS (p <= {spec.p_value}) for {', '.join(spec.ks_features)}" if spec.ks_features else ""
     c = comparison
     return "\n".join([
-        f"**Dagster**: {c.drifted} of {c.tested} features drifted (share {c.share:.3f}). "
-        f"**Evidently**: {c.evidently_drifted} of {c.evidently_tested} (share {c.evidently_share:.3f}).",
+        (f"**Dagster**: {c.drifted} of {c.tested} features drifted (share {c.share:.3f}). "
+         f"**Evidently**: {c.evidently_drifted} of {c.evidently_tested} (share {c.evidently_share:.3f})."),
         "",
-        f"- Ours: PSI >= {spec.psi_threshold} on the reference's {reference.bins} quantile bins (edges from the "
-        f"{reference.sample_rows}-row reference sample, counts over all {reference.rows} training rows), "
-        f"chi-square p < {spec.p_value} for categories{ks}; over all {ours.rows} rows of the day. "
-        "A feature with no value today counts as drifted.",
-        f"- Evidently ({methods}, same thresholds): on raw values of a bounded sample, {evidently_rows} rows of the day "
-        f"against the {reference.sample_rows}-row reference sample. Its PSI bins are its own (equal-width over both "
-        "samples together), so near the threshold a feature can drift for one and not the other; "
-        "it skips a feature empty on either side.",
+        (f"- Ours: PSI >= {spec.psi_threshold} on the reference's {reference.bins} quantile bins (edges from the "
+         f"{reference.sample_rows}-row reference sample, counts over all {reference.rows} training rows), "
+         f"chi-square p < {spec.p_value} for categories{ks}; over all {ours.rows} rows of the day. "
+         "A feature with no value today counts as drifted."),
+        (f"- Evidently ({methods}, same thresholds): on raw values of a bounded sample, {evidently_rows} rows of the day "
+         f"against the {reference.sample_rows}-row reference sample. Its PSI bins are its own (equal-width over both "
+         "samples together), so near the threshold a feature can drift for one and not the other; "
+         "it skips a feature empty on either side."),
         f"- Drifted for one only: {c.disagree_markdown()}",
     ])

@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 from iot_mlops.lake import Lake, connect
-from iot_mlops.lake.atomic import TMP_PREFIX
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.drift import (
     DriftError,
