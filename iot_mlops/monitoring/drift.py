@@ -10,6 +10,7 @@ are Sturges bins over reference and current together, so PSI values differ, the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from pathlib import Path
@@ -86,6 +87,17 @@ class DriftResult:
         frame["drift_share"] = self.share
         frame["dataset_drift"] = self.dataset_drift
         return frame
+
+
+def strength(f: FeatureDrift) -> float:
+    """How far past its threshold a feature is, one scale for PSI and p-values (>= 1 when drifted)."""
+    if f.method == "psi":
+        return f.statistic / f.threshold
+    if f.method == "missing":
+        return math.inf
+    if f.p_value is None:
+        return 0.0
+    return math.inf if not f.p_value else math.log(f.p_value) / math.log(f.threshold)
 
 
 def shares(counts: np.ndarray) -> np.ndarray:

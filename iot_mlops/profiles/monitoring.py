@@ -39,6 +39,10 @@ class DriftSpec(_Strict):
     reference_sample: int = Field(5000, ge=100)  # raw reference rows kept for KS and the Evidently report
     dataset_drift_share: float = Field(0.5, gt=0, le=1)  # dataset drifted when this share of features is
     evidently_rows: int = Field(5000, ge=100)  # bounded sample of the day for the Evidently HTML report
+    # The HTML report plots the columns drifted by either test (at most evidently_max_columns,
+    # strongest first) plus our evidently_top highest-PSI others: each plotted column adds ~70 kB.
+    evidently_top: int = Field(5, ge=0)
+    evidently_max_columns: int = Field(30, ge=1)
 
 
 class QualitySpec(_Strict):

@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 from iot_mlops.lake import Lake, connect
-from iot_mlops.lake.atomic import TMP_PREFIX
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.drift import (
     DriftError,
@@ -244,16 +243,26 @@ def test_drift_report_asset_writes_the_day_and_links_evidently(scenario: Scenari
     assert metadata["evidently_agreement"].value == pytest.approx((compared["evidently_drifted"] == compared["drifted"]).mean())
     assert drift_history(store, FLEET) == [(DRIFT_FROM, pytest.approx(share), bool(table["dataset_drift"].iloc[0]))]
 
-    html = Path(metadata["evidently_html"].value)
-    assert html == store.partition_file(FLEET, "drift_report", DRIFT_FROM).with_name(REPORT_FILE)
-    assert "<html" in html.read_text()[:2000].lower()
-    assert not list(html.parent.glob(f"{TMP_PREFIX}*"))
     client = mlflow.MlflowClient(registry.tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name(FLEET))
     [run_info] = client.search_runs([experiment.experiment_id])
     assert metadata["evidently_report"].value == (f"http://mlflow.example:5000/#/experiments/{experiment.experiment_id}"
                                                   f"/runs/{run_info.info.run_id}/artifactPath/evidently/{REPORT_FILE}")
     assert [a.path for a in client.list_artifacts(run_info.info.run_id, "evidently")] == [f"evidently/{REPORT_FILE}"]
+    # Stored once: in MLflow, nothing beside the partition.
+    assert metadata["evidently_html"].value == f"{run_info.info.artifact_uri}/evidently/{REPORT_FILE}"
+    html = Path(mlflow.artifacts.download_artifacts(metadata["evidently_html"].value, dst_path=str(tmp_path / "dl")))
+    assert "<html" in html.read_text()[:2000].lower()
+    assert not store.partition_file(FLEET, "drift_report", DRIFT_FROM).with_name(REPORT_FILE).exists()
+    # Both verdicts, Evidently's from its run's own result.
+    evidently_drifted = set(table.loc[table["evidently_drifted"].eq(True), "feature"])
+    assert metadata["evidently_drifted_features"].value == len(evidently_drifted) > 0
+    assert metadata["evidently_tested_features"].value == table["evidently_drifted"].notna().sum()
+    assert metadata["evidently_drift_share"].value == pytest.approx(len(evidently_drifted) / table["evidently_drifted"].notna().sum())
+    assert run_info.data.metrics["evidently_drift_share"] == pytest.approx(metadata["evidently_drift_share"].value)
+    disagree = set(table.loc[table["drifted"], "feature"]) ^ evidently_drifted
+    assert all(f"`{name}`" in metadata["verdicts_disagree"].value for name in sorted(disagree)[:10])
+    assert "quantile bins" in metadata["drift_explanation"].value
     assert run_info.data.metrics["drift_share"] == pytest.approx(share)
 
 
