@@ -52,12 +52,18 @@ class DemoSummary:
     run_ids: list[str] = field(default_factory=list)
 
 
+def earliest_day(profile: FleetProfile) -> date:
+    """The first day the demo may simulate: a fixed partitions start, else the simulator's epoch."""
+    start = profile.partitions.start
+    return start if isinstance(start, date) else profile.source.simulator.epoch
+
+
 def demo_days(profile: FleetProfile, days: int, end: date | None) -> list[date]:
-    """`days` days ending at `end` (default: yesterday, UTC), not before the fleet's start."""
+    """`days` days ending at `end` (default: yesterday, UTC), not before the fleet's earliest day."""
     last = end or (datetime.now(UTC).date() - timedelta(days=1))
-    first = max(profile.partitions.start, last - timedelta(days=days - 1))
+    first = max(earliest_day(profile), last - timedelta(days=days - 1))
     if first > last:
-        raise ValueError(f"{profile.name}: no days between {profile.partitions.start} and {last}")
+        raise ValueError(f"{profile.name}: no days between {earliest_day(profile)} and {last}")
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
@@ -73,7 +79,7 @@ def enough_history(profile: FleetProfile, window: list[date], nights: int, min_f
         train = failures[(days >= history[0]) & (days < train_end)]["component"].value_counts()
         if all(train.get(c, 0) >= min_failures for c in profile.components) or len(window) >= max_days:
             return window
-        start = max(profile.partitions.start, window[0] - timedelta(days=7))
+        start = max(earliest_day(profile), window[0] - timedelta(days=7))
         if start == window[0]:
             return window
         window = [start + timedelta(days=i) for i in range((window[-1] - start).days + 1)]
