@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import pandas as pd
 
 from iot_mlops.automation.replay import QUIET, Tick, run_night, tick_sensors
 from iot_mlops.definitions import build_definitions
 from iot_mlops.demo_feedback import technician_feedback
+from iot_mlops.features.online import TABLE as ONLINE_TABLE
+from iot_mlops.lake import Lake
 from iot_mlops.profiles import FleetProfile, load_profiles, source_folder
 from iot_mlops.profiles.schema import DriftScenarios
 from iot_mlops.settings import get_settings
@@ -50,6 +53,8 @@ class DemoSummary:
     gate: str = ""
     nights: list[Night] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
+    online_devices: int = 0
+    online_newest: datetime | None = None  # naive UTC
 
 
 def earliest_day(profile: FleetProfile) -> date:
@@ -109,9 +114,10 @@ def _metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
     return {k: v.value for k, v in events[-1].materialization.metadata.items()} if events else {}
 
 
-def _run(job, instance, label: str, keys: list[dg.AssetKey], echo, tags=None, run_config=None) -> dg.ExecuteInProcessResult:
+def _run(job, instance, label: str, keys: list[dg.AssetKey], echo, tags=None, run_config=None,
+         partition_key: str | None = None) -> dg.ExecuteInProcessResult:
     started = time.perf_counter()
-    result = job.execute_in_process(instance=instance, asset_selection=keys, tags=tags or {},
+    result = job.execute_in_process(instance=instance, asset_selection=keys, tags=tags or {}, partition_key=partition_key,
                                     run_config={**QUIET, **(run_config or {})})
     if not result.success:
         raise RuntimeError(f"{label} failed; see run {result.run_id} in the Dagster UI")
@@ -174,7 +180,25 @@ def run_demo(devices: int = 300, days: int = 28, end: date | None = None, fleet:
                       int(metadata["predictions"].get("alerts", 0)), given, ticks)
         summary.nights.append(night)
         echo(_night_line(night, time.perf_counter() - started))
+    today = window[-1] + timedelta(days=1)
+    if today == datetime.now(UTC).date():
+        until = landed_until(sim_profile, today)
+        echo(f"[5/5] today so far: {fleet}'s readings up to {until:%H:%M} UTC land; their features refresh the online "
+             "features the API serves")
+        simulator_for(sim_profile).write_landing(today, source_folder(profile, settings.profiles_dir, settings.landing), until)
+        result = _run(daily, instance, "[5/5] today: telemetry, events, features", [key(n) for n in ("telemetry", "events", "features")],
+                      echo, partition_key=today.isoformat())
+        summary.run_ids.append(result.run_id)
+        online = pd.read_parquet(Lake(settings.lake).table_file(fleet, ONLINE_TABLE), columns=["ts"])["ts"]
+        summary.online_devices, summary.online_newest = len(online), online.max().to_pydatetime()
     return summary
+
+
+def landed_until(profile: FleetProfile, day: date, now: datetime | None = None) -> datetime:
+    """The start of the current feature step (naive UTC): readings before it have all arrived, so its features are whole."""
+    now = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+    midnight, step = datetime.combine(day, datetime.min.time()), profile.features.step
+    return min(midnight + (now - midnight) // step * step, midnight + timedelta(days=1))
 
 
 def _summarize_history(summary: DemoSummary, results: dict) -> None:
@@ -221,6 +245,7 @@ def format_summary(summary: DemoSummary) -> str:
         f"  history feature rows:    {summary.feature_rows:,} ({summary.feature_count} features)",
         f"  first model:             {summary.model} (test macro F1 {summary.test_macro_f1:.3f}); {summary.gate}",
         f"  lake:                    {get_settings().lake}",
+        f"  online features:         {_online_line(summary)}",
         "",
         "Decision log (iot-mlops decisions):",
         format_decisions(decisions) if decisions else "  (empty)",
@@ -228,3 +253,10 @@ def format_summary(summary: DemoSummary) -> str:
         "See it in the Dagster UI:  DAGSTER_HOME=$PWD dagster dev   then open http://127.0.0.1:3000",
         f"See runs and the registry: mlflow ui --backend-store-uri {_tracking_uri_to_print()}",
     ])
+
+
+def _online_line(summary: DemoSummary) -> str:
+    if summary.online_newest is None:
+        return "not refreshed today (the demo ended before yesterday): predictions are served with \"stale\": true"
+    return f"{summary.online_devices} devices, newest row {summary.online_newest:%Y-%m-%d %H:%M} UTC"
+

@@ -90,11 +90,12 @@ def resolve_start(profile: FleetProfile, profile_dir: Path) -> FleetProfile:
 
 
 def daily_partitions(profile: FleetProfile, profile_dir: Path) -> dg.DailyPartitionsDefinition:
-    """Daily UTC partitions from the profile's start; `end: auto` stops at the data's last day."""
+    """Daily UTC partitions from the profile's start; `end: auto` stops at the data's last day, an open end at today."""
     first = partition_start(profile, profile_dir)
     start, end = first.isoformat(), profile.partitions.end
     if end is None:
-        return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC")
+        # Today, in progress, is a partition too: serving's features can be refreshed with the day so far.
+        return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1)
     if end == "auto":
         folder = source_folder(profile, profile_dir, get_settings().landing)
         last = last_source_day(profile, folder)  # readings in the future never count
