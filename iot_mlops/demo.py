@@ -20,6 +20,7 @@ from iot_mlops.definitions import build_definitions
 from iot_mlops.demo_feedback import technician_feedback
 from iot_mlops.features.online import TABLE as ONLINE_TABLE
 from iot_mlops.lake import Lake
+from iot_mlops.monitoring.resource import StoreResource
 from iot_mlops.profiles import FleetProfile, load_profiles, source_folder
 from iot_mlops.profiles.schema import DriftScenarios
 from iot_mlops.settings import get_settings
@@ -55,6 +56,7 @@ class DemoSummary:
     run_ids: list[str] = field(default_factory=list)
     online_devices: int = 0
     online_newest: datetime | None = None  # naive UTC
+    alert: dict | None = None  # a stored prediction that raised an alert and has no feedback yet
 
 
 def earliest_day(profile: FleetProfile) -> date:
@@ -183,7 +185,7 @@ def run_demo(devices: int = 300, days: int = 28, end: date | None = None, fleet:
     today = window[-1] + timedelta(days=1)
     if today == datetime.now(UTC).date():
         until = landed_until(sim_profile, today)
-        echo(f"[5/5] today so far: {fleet}'s readings up to {until:%H:%M} UTC land; their features refresh the online "
+        echo(f"[5/5] today so far: {fleet} readings up to {until:%H:%M} UTC land; their features refresh the online "
              "features the API serves")
         simulator_for(sim_profile).write_landing(today, source_folder(profile, settings.profiles_dir, settings.landing), until)
         result = _run(daily, instance, "[5/5] today: telemetry, events, features", [key(n) for n in ("telemetry", "events", "features")],
@@ -191,6 +193,7 @@ def run_demo(devices: int = 300, days: int = 28, end: date | None = None, fleet:
         summary.run_ids.append(result.run_id)
         online = pd.read_parquet(Lake(settings.lake).table_file(fleet, ONLINE_TABLE), columns=["ts"])["ts"]
         summary.online_devices, summary.online_newest = len(online), online.max().to_pydatetime()
+    summary.alert = StoreResource.from_settings().predictions().newest_alert(fleet)
     return summary
 
 
@@ -252,6 +255,7 @@ def format_summary(summary: DemoSummary) -> str:
         "",
         "See it in the Dagster UI:  DAGSTER_HOME=$PWD dagster dev   then open http://127.0.0.1:3000",
         f"See runs and the registry: mlflow ui --backend-store-uri {_tracking_uri_to_print()}",
+        *alert_lines(summary.alert),
     ])
 
 
@@ -260,3 +264,19 @@ def _online_line(summary: DemoSummary) -> str:
         return "not refreshed today (the demo ended before yesterday): predictions are served with \"stale\": true"
     return f"{summary.online_devices} devices, newest row {summary.online_newest:%Y-%m-%d %H:%M} UTC"
 
+
+def alert_lines(alert: dict | None) -> list[str]:
+    """An alerting prediction without feedback, and the commands that send false_positive feedback on it."""
+    if alert is None:
+        return ["", "No prediction raised an alert, so there is none to send false_positive feedback on."]
+    pid, component = alert["prediction_id"], alert["predicted_component"]
+    p = (alert.get("probabilities") or {}).get(component)
+    body = '{"type": "false_positive", "rating": 2, "source": "technician", "comment": "no fault found"}'
+    return [
+        "",
+        f"An alert without feedback: device {alert['device_id']}, {component}"
+        f"{f' (p={p:.2f})' if p is not None else ''} at {alert['ts']:%Y-%m-%d %H:%M} UTC, prediction {pid}",
+        "Say it was a false alarm (the CLI, or the API with an operator key as in the README's Serving section):",
+        f'  iot-mlops feedback add {pid} --type false_positive --rating 2 --comment "no fault found" --source technician',
+        f"  curl -H \"$H\" -H 'content-type: application/json' $API/api/predictions/{pid}/feedback -d '{body}'",
+    ]
