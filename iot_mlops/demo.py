@@ -271,11 +271,12 @@ def alert_lines(alert: dict | None) -> list[str]:
         return ["", "No prediction raised an alert, so there is none to send false_positive feedback on."]
     pid, component = alert["prediction_id"], alert["predicted_component"]
     p = (alert.get("probabilities") or {}).get(component)
+    probability = f" (p={p:.2f})" if p is not None else ""
     body = '{"type": "false_positive", "rating": 2, "source": "technician", "comment": "no fault found"}'
     return [
         "",
-        f"An alert without feedback: device {alert['device_id']}, {component}"
-        f"{f' (p={p:.2f})' if p is not None else ''} at {alert['ts']:%Y-%m-%d %H:%M} UTC, prediction {pid}",
+        (f"An alert without feedback: device {alert['device_id']}, {component}{probability} at {alert['ts']:%Y-%m-%d %H:%M} UTC, "
+         f"prediction {pid}"),
         "Say it was a false alarm (the CLI, or the API with an operator key as in the README's Serving section):",
         f'  iot-mlops feedback add {pid} --type false_positive --rating 2 --comment "no fault found" --source technician',
         f"  curl -H \"$H\" -H 'content-type: application/json' $API/api/predictions/{pid}/feedback -d '{body}'",

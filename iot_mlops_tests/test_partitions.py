@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -72,22 +71,18 @@ def test_open_end_runs_to_today(fleet: Fleet):
     assert partitions[-1] == datetime.now(UTC).date().isoformat()  # the day in progress is one too
 
 
-def _heaters(tmp_path: Path):
+def _heaters():
     """The shipped water-heater profile (`start: auto`) with 3 devices, and its empty landing folder."""
     profile = simulated(load_profile(PROFILES / "water_heaters.yaml"), 3)
     assert profile.partitions.start == "auto"
     return profile, source_folder(profile, PROFILES, get_settings().landing)
 
 
-def test_auto_start_follows_the_simulated_data(tmp_path: Path):
-    profile, folder = _heaters(tmp_path)
+def test_auto_start_follows_the_simulated_data():
+    profile, folder = _heaters()
     first = date(2026, 3, 10)
     for day in (first + timedelta(days=i) for i in range(3)):
         simulator_for(profile).write_landing(day, folder)
-    far = date(2099, 1, 1)  # a far-future file never moves the start (nor the end)
-    (folder / "telemetry" / f"date={far}").mkdir()
-    (folder / "telemetry" / f"date={far}" / "telemetry.parquet").write_bytes(b"x")
-
     assert partition_start(profile, PROFILES) == first
     assert resolve_start(profile, PROFILES).partitions.start == first
     defs = fleet_definitions(profile, PROFILES)
@@ -105,6 +100,12 @@ def test_auto_start_follows_the_simulated_data(tmp_path: Path):
     assert daily_partitions(profile, PROFILES).get_first_partition_key() == (first - timedelta(days=2)).isoformat()
 
 
-def test_auto_start_without_data_is_today(tmp_path: Path):
-    profile, _ = _heaters(tmp_path)
-    assert partition_start(profile, PROFILES) == datetime.now(UTC).date()
+def test_auto_start_without_data_or_with_only_far_future_files_is_today():
+    profile, folder = _heaters()
+    today = datetime.now(UTC).date()
+    assert partition_start(profile, PROFILES) == today
+    far = folder / "telemetry" / "date=2099-01-01" / "telemetry.parquet"
+    far.parent.mkdir(parents=True)
+    far.write_bytes(b"x")
+    assert partition_start(profile, PROFILES) == today
+    assert daily_partitions(profile, PROFILES).get_partition_keys() == [today.isoformat()]
