@@ -29,7 +29,7 @@ from iot_mlops.monitoring.drift_assets import drift_assets
 from iot_mlops.monitoring.feedback_assets import monitoring_assets
 from iot_mlops.monitoring.quality_assets import quality_assets
 from iot_mlops.monitoring.resource import StoreResource
-from iot_mlops.partitions import daily_partitions
+from iot_mlops.partitions import daily_partitions, resolve_start
 from iot_mlops.predictions.assets import prediction_assets
 from iot_mlops.profiles import FleetProfile, load_profiles
 from iot_mlops.registry.assets import gate_assets
@@ -58,6 +58,7 @@ def fleet_assets(profile: FleetProfile, profile_dir: Path) -> list:
 
 def fleet_definitions(profile: FleetProfile, profile_dir: Path) -> dg.Definitions:
     """Assets, jobs, the nightly schedule and the retraining sensors of one fleet."""
+    profile = resolve_start(profile, profile_dir)
     return dg.Definitions(
         assets=fleet_assets(profile, profile_dir),
         jobs=[*fleet_jobs(profile), *distributed_jobs(profile)],

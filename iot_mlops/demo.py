@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
+import pandas as pd
 
 from iot_mlops.automation.replay import QUIET, Tick, run_night, tick_sensors
 from iot_mlops.definitions import build_definitions
 from iot_mlops.demo_feedback import technician_feedback
+from iot_mlops.features.online import TABLE as ONLINE_TABLE
+from iot_mlops.lake import Lake
+from iot_mlops.monitoring.resource import StoreResource
 from iot_mlops.profiles import FleetProfile, load_profiles, source_folder
 from iot_mlops.profiles.schema import DriftScenarios
 from iot_mlops.settings import get_settings
@@ -50,14 +54,23 @@ class DemoSummary:
     gate: str = ""
     nights: list[Night] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
+    online_devices: int = 0
+    online_newest: datetime | None = None  # naive UTC
+    alert: dict | None = None  # a stored prediction that raised an alert and has no feedback yet
+
+
+def earliest_day(profile: FleetProfile) -> date:
+    """The first day the demo may simulate: a fixed partitions start, else the simulator's epoch."""
+    start = profile.partitions.start
+    return start if isinstance(start, date) else profile.source.simulator.epoch
 
 
 def demo_days(profile: FleetProfile, days: int, end: date | None) -> list[date]:
-    """`days` days ending at `end` (default: yesterday, UTC), not before the fleet's start."""
+    """`days` days ending at `end` (default: yesterday, UTC), not before the fleet's earliest day."""
     last = end or (datetime.now(UTC).date() - timedelta(days=1))
-    first = max(profile.partitions.start, last - timedelta(days=days - 1))
+    first = max(earliest_day(profile), last - timedelta(days=days - 1))
     if first > last:
-        raise ValueError(f"{profile.name}: no days between {profile.partitions.start} and {last}")
+        raise ValueError(f"{profile.name}: no days between {earliest_day(profile)} and {last}")
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
@@ -73,7 +86,7 @@ def enough_history(profile: FleetProfile, window: list[date], nights: int, min_f
         train = failures[(days >= history[0]) & (days < train_end)]["component"].value_counts()
         if all(train.get(c, 0) >= min_failures for c in profile.components) or len(window) >= max_days:
             return window
-        start = max(profile.partitions.start, window[0] - timedelta(days=7))
+        start = max(earliest_day(profile), window[0] - timedelta(days=7))
         if start == window[0]:
             return window
         window = [start + timedelta(days=i) for i in range((window[-1] - start).days + 1)]
@@ -103,9 +116,10 @@ def _metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
     return {k: v.value for k, v in events[-1].materialization.metadata.items()} if events else {}
 
 
-def _run(job, instance, label: str, keys: list[dg.AssetKey], echo, tags=None, run_config=None) -> dg.ExecuteInProcessResult:
+def _run(job, instance, label: str, keys: list[dg.AssetKey], echo, tags=None, run_config=None,
+         partition_key: str | None = None) -> dg.ExecuteInProcessResult:
     started = time.perf_counter()
-    result = job.execute_in_process(instance=instance, asset_selection=keys, tags=tags or {},
+    result = job.execute_in_process(instance=instance, asset_selection=keys, tags=tags or {}, partition_key=partition_key,
                                     run_config={**QUIET, **(run_config or {})})
     if not result.success:
         raise RuntimeError(f"{label} failed; see run {result.run_id} in the Dagster UI")
@@ -168,7 +182,26 @@ def run_demo(devices: int = 300, days: int = 28, end: date | None = None, fleet:
                       int(metadata["predictions"].get("alerts", 0)), given, ticks)
         summary.nights.append(night)
         echo(_night_line(night, time.perf_counter() - started))
+    today = window[-1] + timedelta(days=1)
+    if today == datetime.now(UTC).date():
+        until = landed_until(sim_profile, today)
+        echo(f"[5/5] today so far: {fleet} readings up to {until:%H:%M} UTC land; their features refresh the online "
+             "features the API serves")
+        simulator_for(sim_profile).write_landing(today, source_folder(profile, settings.profiles_dir, settings.landing), until)
+        result = _run(daily, instance, "[5/5] today: telemetry, events, features", [key(n) for n in ("telemetry", "events", "features")],
+                      echo, partition_key=today.isoformat())
+        summary.run_ids.append(result.run_id)
+        online = pd.read_parquet(Lake(settings.lake).table_file(fleet, ONLINE_TABLE), columns=["ts"])["ts"]
+        summary.online_devices, summary.online_newest = len(online), online.max().to_pydatetime()
+    summary.alert = StoreResource.from_settings().predictions().newest_alert(fleet)
     return summary
+
+
+def landed_until(profile: FleetProfile, day: date, now: datetime | None = None) -> datetime:
+    """The start of the current feature step (naive UTC): readings before it have all arrived, so its features are whole."""
+    now = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+    midnight, step = datetime.combine(day, datetime.min.time()), profile.features.step
+    return min(midnight + (now - midnight) // step * step, midnight + timedelta(days=1))
 
 
 def _summarize_history(summary: DemoSummary, results: dict) -> None:
@@ -215,10 +248,36 @@ def format_summary(summary: DemoSummary) -> str:
         f"  history feature rows:    {summary.feature_rows:,} ({summary.feature_count} features)",
         f"  first model:             {summary.model} (test macro F1 {summary.test_macro_f1:.3f}); {summary.gate}",
         f"  lake:                    {get_settings().lake}",
+        f"  online features:         {_online_line(summary)}",
         "",
         "Decision log (iot-mlops decisions):",
         format_decisions(decisions) if decisions else "  (empty)",
         "",
         "See it in the Dagster UI:  DAGSTER_HOME=$PWD dagster dev   then open http://127.0.0.1:3000",
         f"See runs and the registry: mlflow ui --backend-store-uri {_tracking_uri_to_print()}",
+        *alert_lines(summary.alert),
     ])
+
+
+def _online_line(summary: DemoSummary) -> str:
+    if summary.online_newest is None:
+        return "not refreshed today (the demo ended before yesterday): predictions are served with \"stale\": true"
+    return f"{summary.online_devices} devices, newest row {summary.online_newest:%Y-%m-%d %H:%M} UTC"
+
+
+def alert_lines(alert: dict | None) -> list[str]:
+    """An alerting prediction without feedback, and the commands that send false_positive feedback on it."""
+    if alert is None:
+        return ["", "No prediction raised an alert, so there is none to send false_positive feedback on."]
+    pid, component = alert["prediction_id"], alert["predicted_component"]
+    p = (alert.get("probabilities") or {}).get(component)
+    probability = f" (p={p:.2f})" if p is not None else ""
+    body = '{"type": "false_positive", "rating": 2, "source": "technician", "comment": "no fault found"}'
+    return [
+        "",
+        (f"An alert without feedback: device {alert['device_id']}, {component}{probability} at {alert['ts']:%Y-%m-%d %H:%M} UTC, "
+         f"prediction {pid}"),
+        "Say it was a false alarm (the CLI, or the API with an operator key as in the README's Serving section):",
+        f'  iot-mlops feedback add {pid} --type false_positive --rating 2 --comment "no fault found" --source technician',
+        f"  curl -H \"$H\" -H 'content-type: application/json' $API/api/predictions/{pid}/feedback -d '{body}'",
+    ]

@@ -1,4 +1,4 @@
-"""Daily partitions of each fleet, from its profile (and, for `end: auto`, from its data)."""
+"""Daily partitions of each fleet, from its profile (and, for `start: auto` or `end: auto`, from its data)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def future_limit(profile: FleetProfile, now: datetime | None = None) -> datetime
     return (now.astimezone(UTC).replace(tzinfo=None) + profile.max_future).replace(microsecond=0)
 
 
-def last_source_day(profile: FleetProfile, folder: Path, limit: datetime | None = None) -> date | None:
-    """The last day the fleet's telemetry covers up to `limit` (readings later are ignored), or None."""
+def source_span(profile: FleetProfile, folder: Path, limit: datetime | None = None) -> tuple[date, date] | None:
+    """The first and last day the fleet's telemetry covers up to `limit` (later readings are ignored), or None."""
     spec = profile.source.telemetry
     limit = limit or future_limit(profile)
     if spec.is_daily:
@@ -34,8 +34,8 @@ def last_source_day(profile: FleetProfile, folder: Path, limit: datetime | None 
         pattern = Path(spec.path.format(date="*"))
         files = [*folder.glob(str(pattern)), *folder.glob(str(pattern.with_name(f"{pattern.stem}.part-*{pattern.suffix}")))]
         matches = (dated.match(p.relative_to(folder).as_posix()) for p in files)
-        days = (d for d in (_iso_day(m.group(1)) for m in matches if m) if d and d <= limit.date())
-        return max(days, default=None)
+        days = [d for d in (_iso_day(m.group(1)) for m in matches if m) if d and d <= limit.date()]
+        return (min(days), max(days)) if days else None
     file = SourceFile(folder / spec.path, None)
     if not file.path.is_file() or file.path.stat().st_size == 0:
         return None
@@ -45,8 +45,14 @@ def last_source_day(profile: FleetProfile, folder: Path, limit: datetime | None 
         if column not in types:
             return None
         source = layered(file.reader(), timestamp_layers(column, types[column], profile.ambiguous_local_time))
-        (last,) = con.execute(f"SELECT max(__ts) FROM {source} WHERE __ts <= ?", [limit]).fetchone()
-    return last.date() if last else None
+        first, last = con.execute(f"SELECT min(__ts), max(__ts) FROM {source} WHERE __ts <= ?", [limit]).fetchone()
+    return (first.date(), last.date()) if last else None
+
+
+def last_source_day(profile: FleetProfile, folder: Path, limit: datetime | None = None) -> date | None:
+    """The last day the fleet's telemetry covers up to `limit` (readings later are ignored), or None."""
+    span = source_span(profile, folder, limit)
+    return span[1] if span else None
 
 
 def _iso_day(text: str) -> date | None:
@@ -62,18 +68,40 @@ def fixed_end(profile: FleetProfile) -> date | None:
     return end if isinstance(end, date) else None
 
 
+def partition_start(profile: FleetProfile, profile_dir: Path) -> date:
+    """The first partition: the profile's date, or for `start: auto` the first day of its telemetry (today without any)."""
+    start = profile.partitions.start
+    if isinstance(start, date):
+        return start
+    folder = source_folder(profile, profile_dir, get_settings().landing)
+    span = source_span(profile, folder)
+    if span is None:
+        log.info("%s: no telemetry under %s yet; partitions start today", profile.name, folder)
+        return datetime.now(UTC).date()
+    return span[0]
+
+
+def resolve_start(profile: FleetProfile, profile_dir: Path) -> FleetProfile:
+    """The profile with `partitions.start` a date: resolved once, so every asset of a fleet agrees on it."""
+    if isinstance(profile.partitions.start, date):
+        return profile
+    start = partition_start(profile, profile_dir)
+    return profile.model_copy(update={"partitions": profile.partitions.model_copy(update={"start": start})})
+
+
 def daily_partitions(profile: FleetProfile, profile_dir: Path) -> dg.DailyPartitionsDefinition:
-    """Daily UTC partitions from the profile's start; `end: auto` stops at the data's last day."""
-    start = profile.partitions.start.isoformat()
-    end = profile.partitions.end
+    """Daily UTC partitions from the profile's start; `end: auto` stops at the data's last day, an open end at today."""
+    first = partition_start(profile, profile_dir)
+    start, end = first.isoformat(), profile.partitions.end
     if end is None:
-        return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC")
+        # Today, in progress, is a partition too: serving's features can be refreshed with the day so far.
+        return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1)
     if end == "auto":
         folder = source_folder(profile, profile_dir, get_settings().landing)
         last = last_source_day(profile, folder)  # readings in the future never count
         if last is None:
             log.warning("%s: no telemetry found under %s; showing only the first partition", profile.name, folder)
-        end = max(last or profile.partitions.start, profile.partitions.start)
+        end = max(last or first, first)
     return dg.DailyPartitionsDefinition(start_date=start, end_date=(end + timedelta(days=1)).isoformat(), timezone="UTC")
 
 

@@ -1,15 +1,23 @@
-"""Daily partitions from the profile, with `end: auto` found from the telemetry itself."""
+"""Daily partitions from the profile, with `start: auto` and `end: auto` found from the telemetry itself."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+import dagster as dg
 import pandas as pd
 import pytest
 
-from iot_mlops.partitions import daily_partitions, last_source_day
-from iot_mlops.profiles import source_folder
-from iot_mlops_tests.fleet import DAYS, START, Fleet, clean_day, reading, stamp
+from iot_mlops.definitions import fleet_definitions
+from iot_mlops.demo import simulated
+from iot_mlops.ingestion.assets import ingestion_assets
+from iot_mlops.lake import Lake
+from iot_mlops.lake.resource import LakeResource
+from iot_mlops.partitions import daily_partitions, last_source_day, partition_start, resolve_start
+from iot_mlops.profiles import load_profile, source_folder
+from iot_mlops.settings import get_settings
+from iot_mlops.sources.landing import simulator_for
+from iot_mlops_tests.fleet import DAYS, PROFILES, START, Fleet, clean_day, reading, stamp
 
 
 def keys(fleet: Fleet) -> list[str]:
@@ -60,4 +68,44 @@ def test_open_end_runs_to_today(fleet: Fleet):
     fleet.write_profile()
     partitions = keys(fleet)
     assert partitions[0] == START.isoformat()
-    assert date.fromisoformat(partitions[-1]) >= date.today() - timedelta(days=2)
+    assert partitions[-1] == datetime.now(UTC).date().isoformat()  # the day in progress is one too
+
+
+def _heaters():
+    """The shipped water-heater profile (`start: auto`) with 3 devices, and its empty landing folder."""
+    profile = simulated(load_profile(PROFILES / "water_heaters.yaml"), 3)
+    assert profile.partitions.start == "auto"
+    return profile, source_folder(profile, PROFILES, get_settings().landing)
+
+
+def test_auto_start_follows_the_simulated_data():
+    profile, folder = _heaters()
+    first = date(2026, 3, 10)
+    for day in (first + timedelta(days=i) for i in range(3)):
+        simulator_for(profile).write_landing(day, folder)
+    assert partition_start(profile, PROFILES) == first
+    assert resolve_start(profile, PROFILES).partitions.start == first
+    defs = fleet_definitions(profile, PROFILES)
+    starts = {a.partitions_def.get_first_partition_key() for a in defs.assets if getattr(a, "partitions_def", None)}
+    assert starts == {first.isoformat()}
+    # Ingestion builds its SQL with the resolved date, never the word `auto`.
+    result = dg.materialize(ingestion_assets(profile, PROFILES), selection=[f"{profile.name}/devices"],
+                            resources={"lake": LakeResource.from_settings()}, instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    devices = pd.read_parquet(Lake(get_settings().lake).table_file(profile.name, "devices"))
+    assert len(devices) == 3
+
+    # Data landing for an earlier day moves the start back.
+    simulator_for(profile).write_landing(first - timedelta(days=2), folder)
+    assert daily_partitions(profile, PROFILES).get_first_partition_key() == (first - timedelta(days=2)).isoformat()
+
+
+def test_auto_start_without_data_or_with_only_far_future_files_is_today():
+    profile, folder = _heaters()
+    today = datetime.now(UTC).date()
+    assert partition_start(profile, PROFILES) == today
+    far = folder / "telemetry" / "date=2099-01-01" / "telemetry.parquet"
+    far.parent.mkdir(parents=True)
+    far.write_bytes(b"x")
+    assert partition_start(profile, PROFILES) == today
+    assert daily_partitions(profile, PROFILES).get_partition_keys() == [today.isoformat()]

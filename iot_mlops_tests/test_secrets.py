@@ -15,7 +15,6 @@ from iot_mlops.registry.resource import RegistryResource
 from iot_mlops_tests.conftest import postgres_databases
 
 PASSWORD = "PLANTED-s3cret"
-DAY = "2026-01-02"
 ROLLBACK = dg.RunConfig(ops={"rollback_champion": {"config": {"fleet": "water_heaters", "reason": "test",
                                                               "model_name": "water_heaters_component_failure"}}})
 
@@ -71,8 +70,9 @@ def test_planted_passwords_never_reach_run_storage_or_the_event_log(monkeypatch:
         defs = build_definitions()
 
         # Both resources really reach the planted-password databases: feedback from the store, the registry from MLflow.
-        summary = dg.materialize([defs.resolve_assets_def(dg.AssetKey(["water_heaters", "feedback_summary"]))],
-                                 partition_key=DAY, instance=instance)  # with the resources of the definitions
+        asset = defs.resolve_assets_def(dg.AssetKey(["water_heaters", "feedback_summary"]))
+        summary = dg.materialize([asset], partition_key=asset.partitions_def.get_last_partition_key(),
+                                 instance=instance)  # with the resources of the definitions
         assert summary.success
         rollback = defs.resolve_job_def("rollback_model").execute_in_process(run_config=ROLLBACK, instance=instance,
                                                                            raise_on_error=False)

@@ -147,7 +147,8 @@ class PayloadContract:
         self.device_column = spec.device_column or profile.device_column
         self.timestamp_column = spec.timestamp_column or profile.timestamp_column
         self.sensors = [NumericColumn(s.name, s.source_column, s.min, s.max) for s in profile.sensors]
-        self.first = profile.partitions.start
+        # With `start: auto` the partitions begin where the data does: no reading is before them.
+        self.first = profile.partitions.start if isinstance(profile.partitions.start, date) else date.min
         self.last = profile.partitions.end if isinstance(profile.partitions.end, date) else None
         self.ambiguous = profile.ambiguous_local_time
         self.max_future = profile.max_future  # a reading stamped later than its arrival plus this is `timestamp_in_future`

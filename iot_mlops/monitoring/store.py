@@ -269,6 +269,16 @@ class PredictionLog(_Store):
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def newest_alert(self, fleet: str) -> dict[str, Any] | None:
+        """The newest prediction of the fleet that raised an alert and has no feedback yet, or None."""
+        answered = sa.select(feedback.c.prediction_id).where(feedback.c.prediction_id == predictions.c.prediction_id)
+        query = (sa.select(predictions).where(predictions.c.fleet == fleet, predictions.c.predicted_component != NO_ALERT,
+                                              ~answered.exists())
+                 .order_by(predictions.c.ts.desc(), predictions.c.prediction_id).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row else None
+
 
 def _prediction_row(*, fleet: str, device_id: str, ts: datetime, model_name: str, model_version: str, predicted_component: str,
                     probabilities: Mapping[str, float], source: str = "api", shadow: Mapping[str, Any] | None = None,

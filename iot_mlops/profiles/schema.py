@@ -187,12 +187,12 @@ class TrainingSpec(StrictModel):
 
 
 class PartitionSpec(StrictModel):
-    start: date
+    start: date | Literal["auto"]  # auto: the first day the telemetry covers (partitions.partition_start)
     end: date | Literal["auto"] | None = None  # auto: the last day the telemetry covers
 
     @model_validator(mode="after")
     def _order(self) -> PartitionSpec:
-        if isinstance(self.end, date) and self.end < self.start:
+        if isinstance(self.start, date) and isinstance(self.end, date) and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
 

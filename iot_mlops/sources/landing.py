@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from iot_mlops.lake.atomic import atomic_write
@@ -25,8 +25,8 @@ def ensure_devices(profile: FleetProfile, folder: Path) -> None:
     atomic_write(target, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def ensure_days(profile: FleetProfile, folder: Path, days: list[date]) -> list[date]:
-    """Simulate the days whose landing telemetry is missing; returns the days simulated."""
+def ensure_days(profile: FleetProfile, folder: Path, days: list[date], now: datetime | None = None) -> list[date]:
+    """Simulate the days whose landing telemetry is missing, up to `now` (a day in progress only as far as it has gone)."""
     from iot_mlops.ingestion.sources import day_files  # ingestion imports this module
 
     if profile.source.kind != "simulator":
@@ -35,6 +35,7 @@ def ensure_days(profile: FleetProfile, folder: Path, days: list[date]) -> list[d
     missing = [d for d in days if not all(day_files(folder, t, d) for t in tables)]
     if missing:
         simulator = simulator_for(profile)
+        until = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
         for day in missing:
-            simulator.write_landing(day, folder)
+            simulator.write_landing(day, folder, until=until)
     return missing

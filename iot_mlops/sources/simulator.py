@@ -283,12 +283,19 @@ class WaterHeaterSimulator:
             for name, (device, time, value) in parts.items()
         }
 
-    def write_landing(self, day: dt.date | str, landing_dir: Path) -> dict[str, Path]:
-        """Write the day's landing Parquet files (and the device table) atomically; name -> path."""
+    def write_landing(self, day: dt.date | str, landing_dir: Path, until: dt.datetime | None = None) -> dict[str, Path]:
+        """Write the day's landing Parquet files (and the device table) atomically; name -> path.
+
+        With `until` (naive UTC), only readings and events before it: a day in progress lands as far as it has happened.
+        """
         day = _as_day(day)
         landing_dir = Path(landing_dir)
-        tables = {"telemetry": self.telemetry(day)}
+        telemetry = self.telemetry(day)
+        if until is not None:
+            telemetry = telemetry.filter(pc.less(telemetry["timestamp"], pa.scalar(until, pa.timestamp("us"))))
+        tables = {"telemetry": telemetry}
         for name, frame in self.events(day).items():
+            frame = frame if until is None else frame[frame["timestamp"] < until]
             tables[name] = pa.Table.from_pandas(frame, schema=EVENT_SCHEMAS[name], preserve_index=False)
         tables["devices"] = pa.Table.from_pandas(self.devices(), schema=DEVICE_SCHEMA, preserve_index=False)
         written = {}

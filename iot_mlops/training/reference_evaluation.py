@@ -11,7 +11,7 @@ import pandas as pd
 from iot_mlops.features import compute_features
 from iot_mlops.ingestion.ingest import ingest_devices, ingest_events, ingest_telemetry
 from iot_mlops.lake import Lake, connect
-from iot_mlops.partitions import daily_partitions
+from iot_mlops.partitions import daily_partitions, resolve_start
 from iot_mlops.profiles import FleetProfile, source_folder
 from iot_mlops.training.dataset import build_dataset
 from iot_mlops.training.labels import compute_labels
@@ -50,6 +50,7 @@ class ReferenceEvaluation:
 
 def prepare_lake(profile: FleetProfile, profile_dir: Path, lake: Lake, landing: Path) -> list[date]:
     """Ingest, featurize and label every day of the fleet that is not in the lake yet."""
+    profile = resolve_start(profile, profile_dir)
     partitions = daily_partitions(profile, profile_dir)
     days = [date.fromisoformat(k) for k in partitions.get_partition_keys()]
     labelled = set(lake.partitions(profile.name, "labels"))

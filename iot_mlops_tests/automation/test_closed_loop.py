@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 import yaml
 
@@ -13,6 +15,7 @@ from iot_mlops.definitions import build_definitions
 from iot_mlops.demo import run_demo, training_config
 from iot_mlops.lake import Lake
 from iot_mlops.monitoring.drift import drift_history
+from iot_mlops.profiles import load_profiles
 from iot_mlops.registry.mlflow_service import ModelRegistry
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.settings import get_settings
@@ -76,3 +79,10 @@ def test_drift_triggers_one_retraining_and_the_gate_decides(small_heaters: Path)
         assert not [t for t in tick_sensors(defs, instance, FLEET, training_config(FLEET)) if t.action == "requested"]
     assert instance.get_runs_count(dg.RunsFilter(job_name=f"{FLEET}_retraining")) == 1
     assert len(log.list(fleet=FLEET, actions={"retrain_triggered"})) == 1
+
+    # The demo ends with today's readings so far ingested: the online features are fresh, not a day old.
+    online = pd.read_parquet(Lake(settings.lake).table_file(FLEET, "online_features"))
+    newest = online["ts"].max().to_pydatetime()
+    assert summary.online_newest == newest and summary.online_devices == len(online)
+    assert datetime.now(UTC).replace(tzinfo=None) - newest <= load_profiles(settings.profiles_dir)[FLEET].features.max_age
+    assert newest <= datetime.now(UTC).replace(tzinfo=None)  # from readings that happened, none in the future

@@ -190,7 +190,7 @@ def test_simulated_fleet_published_over_mqtt_lands_unchanged(tmp_path: Path, bro
     profile = load_profile(PROFILES / "water_heaters.yaml").model_copy(update={"name": name})
     profile = sized(profile, 3)
     folder = source_folder(profile, PROFILES, tmp_path / "landing")
-    day = profile.partitions.start
+    day = profile.source.simulator.epoch
     try:
         with ingesting(profile, folder, max_batch=1000):
             sent = publish_simulated(profile, [day], host=HOST, port=PORT, landing=tmp_path / "landing")

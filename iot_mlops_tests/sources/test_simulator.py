@@ -183,6 +183,19 @@ def test_empty_event_days_still_get_typed_files(tmp_path):
     assert pq.read_table(paths["errors"]).schema.names == ["device_id", "timestamp", "error_code"]
 
 
+def test_a_day_in_progress_lands_only_what_has_happened(tmp_path):
+    sim = WaterHeaterSimulator(BASE)
+    day = next(d for d in pd.date_range(EPOCH, periods=60).date if len(sim.events(d)["errors"]) > 3)
+    errors = sim.events(day)["errors"]["timestamp"].sort_values()
+    until = errors.iloc[len(errors) // 2].to_pydatetime()  # an error exactly at `until` has not happened yet
+    paths = sim.write_landing(day, tmp_path, until=until)
+    telemetry = pq.read_table(paths["telemetry"]).to_pandas()
+    assert telemetry["timestamp"].max() < until
+    assert telemetry.equals(sim.telemetry(day).to_pandas().query("timestamp < @until").reset_index(drop=True))
+    landed = pq.read_table(paths["errors"]).to_pandas()["timestamp"]
+    assert len(landed) == (errors < until).sum() and landed.max() < until
+
+
 # ---------------------------------------------------------------- signals
 
 
