@@ -104,11 +104,25 @@ def remove_stale_versions(folder: Path) -> None:
             continue  # its writer is still at work
         else:
             # Links are read with the lock held: a writer switches before it lets go.
-            linked = {os.readlink(p) for p in folder.iterdir() if p.is_symlink()}
-            if version.name not in linked:
+            if version.name not in _link_targets(folder):
                 shutil.rmtree(version, ignore_errors=True)
         finally:
             os.close(lock)
+
+
+def _link_targets(folder: Path) -> set[str]:
+    """What the links in `folder` name now; a link renamed or removed while listing is passed over.
+
+    A vanished entry is another writer's temp link, just renamed over its partition's link: it named
+    that writer's own version, which its writer held locked until then, so it is not the one being checked.
+    """
+    targets = set()
+    for entry in folder.iterdir():
+        try:
+            targets.add(os.readlink(entry))
+        except OSError:  # not a link (EINVAL), or gone since the listing (ENOENT)
+            continue
+    return targets
 
 
 def _switch(new_link: Path, link: Path) -> Path | None:
