@@ -95,23 +95,34 @@ def simulate(
 
 @app.command()
 def evaluate(
-    fleet: Annotated[str, typer.Option(help="Fleet with reference splits in its profile.")] = "azure_pdm",
+    fleet: Annotated[str, typer.Option(help="Fleet to evaluate: its reference split if the profile has one, else a time split.")] = "azure_pdm",
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object of the metrics.")] = False,
     algorithm: Annotated[Optional[str], typer.Option(help="Override the profile's algorithm.")] = None,
     search_iterations: Annotated[int, typer.Option(min=1)] = 3,
 ) -> None:
-    """Train our model and the reference recipe on the fleet's reference split; compare on the same rows."""
+    """Train our model and the reference recipe on the same split of the fleet's data; compare them on the same rows."""
     warnings.filterwarnings("ignore")
+    from iot_mlops.ingestion.sources import SourceError
     from iot_mlops.lake import Lake
-    from iot_mlops.profiles import load_profiles
+    from iot_mlops.profiles import ProfileError, load_profiles
     from iot_mlops.settings import get_settings
+    from iot_mlops.training.dataset import DatasetError
     from iot_mlops.training.model import ModelConfig
     from iot_mlops.training.reference_evaluation import evaluate_reference, format_table
+    from iot_mlops.training.train import TrainingDataError
 
     settings = get_settings()
-    profile = load_profiles(settings.profiles_dir)[fleet]
-    config = ModelConfig(algorithm=algorithm or profile.training.algorithm, search_iterations=search_iterations)
-    result = evaluate_reference(profile, settings.profiles_dir.resolve(), Lake(settings.lake), settings.landing, config)
+    try:
+        profiles = load_profiles(settings.profiles_dir)
+        if fleet not in profiles:
+            raise ProfileError(f"no fleet {fleet!r} in {settings.profiles_dir} (fleets: {', '.join(sorted(profiles))})")
+        profile = profiles[fleet]
+        config = ModelConfig(algorithm=algorithm or profile.training.algorithm, search_iterations=search_iterations)
+        result = evaluate_reference(profile, settings.profiles_dir.resolve(), Lake(settings.lake), settings.landing, config,
+                                    progress=lambda line: typer.echo(line, err=True))
+    except (ProfileError, SourceError, DatasetError, TrainingDataError, OSError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
     typer.echo(f"{fleet}: train < {result.split[0]}, test >= {result.split[1]}; rows {result.rows}; ours = {config.algorithm}")
     typer.echo(format_table(result))
     if as_json:

@@ -13,6 +13,7 @@ import duckdb
 from iot_mlops.features.sql import interval
 from iot_mlops.lake import Lake, atomic_write, sql_str
 from iot_mlops.profiles.schema import FleetProfile
+from iot_mlops.profiles.schema_types import format_duration
 from iot_mlops.training.labels import label_column
 
 TABLE = "training_dataset"
@@ -55,7 +56,7 @@ def split_boundaries(profile: FleetProfile, start: datetime, end: datetime, spli
         for ref in spec.reference_splits:
             if end - _day(ref.test_start) >= timedelta(days=spec.min_test_days):
                 if _day(ref.test_start) - _day(ref.train_end) < horizon:
-                    raise DatasetError(f"{profile.name}: reference split gap is shorter than the horizon {horizon}")
+                    raise DatasetError(f"{profile.name}: reference split gap is shorter than the horizon {format_duration(horizon)}")
                 val_end = _day(ref.train_end)
                 val_start = val_end - (val_end - start) * spec.validation_share
                 return Boundaries("reference", val_start - horizon, val_start, val_end, _day(ref.test_start))
@@ -68,7 +69,8 @@ def split_boundaries(profile: FleetProfile, start: datetime, end: datetime, spli
     val_start = val_end - span * spec.validation_share
     train_end = val_start - horizon
     if train_end <= start:
-        raise DatasetError(f"{profile.name}: {span} of labelled data is too short for a time split with {horizon} gaps")
+        raise DatasetError(f"{profile.name}: {span.total_seconds() / 86400:.1f} days of labelled data are too short for a time "
+                           f"split with {format_duration(horizon)} gaps")
     return Boundaries("time", train_end, val_start, val_end, test_start)
 
 
@@ -107,7 +109,7 @@ def build_dataset(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
         raise DatasetError(f"{fleet}: materialize {fleet}/features and {fleet}/labels first")
     first, last = con.execute(f"SELECT min(ts), max(ts) FROM {labels} WHERE label_complete").fetchone()
     if first is None:
-        raise DatasetError(f"{fleet}: no complete labels yet (labels need {profile.target.horizon} of later events)")
+        raise DatasetError(f"{fleet}: no complete labels yet (labels need {format_duration(profile.target.horizon)} of later events)")
     end = last + timedelta(seconds=1)
     start = max(first, end - timedelta(days=window_days)) if window_days else first
     bounds = split_boundaries(profile, start, end, split)

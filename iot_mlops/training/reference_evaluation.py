@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -66,23 +68,35 @@ def prepare_lake(profile: FleetProfile, profile_dir: Path, lake: Lake, landing: 
     return days
 
 
-def evaluate_reference(profile: FleetProfile, profile_dir: Path, lake: Lake, landing: Path, config: ModelConfig) -> ReferenceEvaluation:
-    """Train ours and the recipe on the reference split's train+validation rows; score both on test."""
+def evaluate_reference(profile: FleetProfile, profile_dir: Path, lake: Lake, landing: Path, config: ModelConfig,
+                       progress: Callable[[str], None] = lambda _: None) -> ReferenceEvaluation:
+    """Train ours and the recipe on the split's train+validation rows; score both on test.
+
+    The split is the profile's reference split when it has one, else a time split with horizon gaps.
+    """
+    started = time.perf_counter()
+    step = lambda text: progress(f"[{time.perf_counter() - started:5.1f}s] {text}")  # noqa: E731
+    step("lake: ingesting, featurizing and labelling the days not in it yet")
     prepare_lake(profile, profile_dir, lake, landing)
+    split = "reference" if profile.training.reference_splits else "time"
+    step(f"dataset: {split} split")
     with connect() as con:
-        report = build_dataset(con, lake, profile, split="reference", table=TABLE)
+        report = build_dataset(con, lake, profile, split=split, table=TABLE)
         failures = con.execute(
             f"SELECT device_id, ts, value AS component FROM {lake.scan(profile.name, 'events')} WHERE kind = 'failure'"
         ).df()
     frame = pd.read_parquet(report.path)
+    step(f"training ours ({config.algorithm}) on {int((frame['split'] != 'test').sum()):,} rows")
     ours = train_failure_model(frame, profile, failures, config)
     seen, test = frame[frame["split"] != "test"], frame[frame["split"] == "test"]
+    step("training the reference recipe on the same rows")
     recipe = run_recipe(seen, test, profile)
+    step("done")
     bounds = report.boundaries
-    split = (str(bounds.val_end.date()), str(bounds.test_start.date()))
+    split_days = (str(bounds.val_end.date()), str(bounds.test_start.date()))
     rows = {"train": len(seen), "test": len(test)}
     horizon_h = int(profile.target.horizon.total_seconds() // 3600)
-    return ReferenceEvaluation(ours=ours, recipe=recipe, rows=rows, split=split, horizon_h=horizon_h, algorithm=config.algorithm)
+    return ReferenceEvaluation(ours=ours, recipe=recipe, rows=rows, split=split_days, horizon_h=horizon_h, algorithm=config.algorithm)
 
 
 def format_table(result: ReferenceEvaluation) -> str:

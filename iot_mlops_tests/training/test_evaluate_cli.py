@@ -7,6 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from iot_mlops.cli import app
+from iot_mlops.profiles.schema_types import format_duration
 
 MIN_MACRO_F1 = 0.93
 MIN_RECALL = 0.90
@@ -25,3 +26,20 @@ def test_evaluate_beats_the_reference_recipe_on_the_readme_split(azure_profile):
     assert summary["macro_f1"] > summary["reference_macro_f1"]
     assert summary["algorithm"] == azure_profile.training.algorithm
     assert summary["rows"]["train"] > 0 and summary["rows"]["test"] > 0
+
+
+def test_evaluate_a_fleet_without_reference_split_uses_a_time_split_and_fails_in_one_line(fleet, monkeypatch):
+    monkeypatch.setenv("IOT_MLOPS_PROFILES_DIR", str(fleet.profile_dir))
+    assert not fleet.profile().training.reference_splits
+    result = CliRunner().invoke(app, ["evaluate", "--fleet", fleet.name, "--search-iterations", "1"])
+    # The synthetic fleet's three days are too short for a time split with horizon gaps: an error the user can act on.
+    assert result.exit_code == 1, result.output + repr(result.exception)
+    assert "dataset: time split" in result.output and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: {fleet.name}: 3.0 days of labelled data are too short for a time split with "
+        f"{format_duration(fleet.profile().target.horizon)} gaps")
+
+
+def test_evaluate_an_unknown_fleet_is_a_one_line_error():
+    result = CliRunner().invoke(app, ["evaluate", "--fleet", "no_such_fleet"])
+    assert result.exit_code == 1 and result.output.startswith("error: no fleet 'no_such_fleet'")
