@@ -68,7 +68,8 @@ def bucket_stats(profile: FleetProfile) -> list[str]:
         stats.append("sum")
     if "std" in spec.aggregations:
         stats.append("sq")
-    return stats + [agg for agg in ("min", "max") if agg in spec.aggregations]
+    # std needs min and max too: equal extremes make it exactly 0.
+    return stats + [agg for agg in ("min", "max") if agg in spec.aggregations or "std" in spec.aggregations]
 
 
 def bucket_sql(profile: FleetProfile, telemetry: str) -> str:
@@ -127,14 +128,16 @@ def rolling_sql(profile: FleetProfile) -> list[str]:
         label = window_label(window)
         src = None if window // spec.step == 1 else label
         for s in profile.sensor_names:
-            n, total, sq = (_stat(s, stat, src) for stat in ("n", "sum", "sq"))
+            n, total, sq, low, high = (_stat(s, stat, src) for stat in ("n", "sum", "sq", "min", "max"))
             name = lambda agg, s=s, label=label: ident(f"{s}_{agg}_{label}")
             if "mean" in spec.aggregations:
                 out.append(f"{_round(f'{total} / NULLIF({n}, 0)')} AS {name('mean')}")
             if "std" in spec.aggregations:
                 var = f"({sq} - {total} * {total} / NULLIF({n}, 0)) / NULLIF({n} - 1, 0)"
+                # The sum-of-squares variance of a constant leaves rounding noise: equal extremes give exactly 0.
                 # Not greatest(var, 0): DuckDB's greatest skips NULL, turning a one-sample std into 0.
-                out.append(f"{_round(f'sqrt(CASE WHEN {var} < 0 THEN 0 ELSE {var} END)')} AS {name('std')}")
+                std = f"CASE WHEN {n} < 2 THEN NULL WHEN {low} = {high} THEN 0 WHEN {var} < 0 THEN 0 ELSE sqrt({var}) END"
+                out.append(f"{_round(std)} AS {name('std')}")
             for agg in ("min", "max"):
                 if agg in spec.aggregations:
                     out.append(f"{_round(_stat(s, agg, src))} AS {name(agg)}")

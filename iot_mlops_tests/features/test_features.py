@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -103,3 +104,15 @@ def test_features_need_telemetry(fleet: Fleet):
     result = fleet.materialize("features", day=DAYS[0])
     assert not result.success
     assert not fleet.file("features", DAYS[0]).exists()
+
+
+def test_std_of_a_constant_sensor_is_exactly_zero(fleet: Fleet):
+    for day in DAYS[:2]:
+        fleet.write("telemetry", [{**r, "pressure": 1.31} for r in clean_day(day)], day)
+    assert fleet.materialize(*ALL, days=(DAYS[0], DAYS[1])).success
+    frame = fleet.read("features", DAYS[1])
+    assert len(frame) == 3 * 24
+    assert (frame["pressure_std_3h"] == 0.0).all()
+    for _, row in frame.iterrows():
+        window = [reading(row["device_id"], row["ts"] - timedelta(hours=h))["temp"] for h in (3, 2, 1)]
+        assert row["temp_std_3h"] == pytest.approx(np.std(window, ddof=1), rel=1e-9, abs=0)
