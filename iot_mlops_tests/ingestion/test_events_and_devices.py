@@ -97,5 +97,6 @@ def test_a_fleet_without_event_tables_ingests_and_computes_features(fleet: Fleet
     assert check_results(result)[("events", "rows_accounted_for")].passed
     features = fleet.read("features", DAY)
     assert len(features) == len(DEVICES) * 24
+    assert not [c for c in features.columns if c.startswith(("errors_", "hours_since_"))]  # no table, no event features
     defs = dg.Definitions.merge(fleet_definitions(profile, fleet.profile_dir), dg.Definitions(resources=resources()))
     dg.Definitions.validate_loadable(defs)
