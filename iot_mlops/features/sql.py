@@ -60,15 +60,22 @@ def first_label_at_or_after(ts: datetime, step: timedelta) -> int:
     return -((anchor - _micros(ts - datetime(1970, 1, 1))) // step_us)
 
 
+def has_std(profile: FleetProfile, window: timedelta) -> bool:
+    """Whether a window gets std features: not when it holds at most one sample, where std is always NULL."""
+    return "std" in profile.features.aggregations and window > profile.sampling_interval
+
+
 def bucket_stats(profile: FleetProfile) -> list[str]:
     """Per-bucket statistics the features need: count always, the others only when used."""
     spec = profile.features
+    std = any(has_std(profile, w) for w in spec.windows)
     stats = ["n"]
-    if "mean" in spec.aggregations or "std" in spec.aggregations or spec.differences or spec.interactions:
+    if "mean" in spec.aggregations or std or spec.differences or spec.interactions:
         stats.append("sum")
-    if "std" in spec.aggregations:
+    if std:
         stats.append("sq")
-    return stats + [agg for agg in ("min", "max") if agg in spec.aggregations]
+    # std needs min and max too: equal extremes make it exactly 0.
+    return stats + [agg for agg in ("min", "max") if agg in spec.aggregations or std]
 
 
 def bucket_sql(profile: FleetProfile, telemetry: str) -> str:
@@ -127,14 +134,16 @@ def rolling_sql(profile: FleetProfile) -> list[str]:
         label = window_label(window)
         src = None if window // spec.step == 1 else label
         for s in profile.sensor_names:
-            n, total, sq = (_stat(s, stat, src) for stat in ("n", "sum", "sq"))
+            n, total, sq, low, high = (_stat(s, stat, src) for stat in ("n", "sum", "sq", "min", "max"))
             name = lambda agg, s=s, label=label: ident(f"{s}_{agg}_{label}")
             if "mean" in spec.aggregations:
                 out.append(f"{_round(f'{total} / NULLIF({n}, 0)')} AS {name('mean')}")
-            if "std" in spec.aggregations:
+            if has_std(profile, window):
                 var = f"({sq} - {total} * {total} / NULLIF({n}, 0)) / NULLIF({n} - 1, 0)"
+                # The sum-of-squares variance of a constant leaves rounding noise: equal extremes give exactly 0.
                 # Not greatest(var, 0): DuckDB's greatest skips NULL, turning a one-sample std into 0.
-                out.append(f"{_round(f'sqrt(CASE WHEN {var} < 0 THEN 0 ELSE {var} END)')} AS {name('std')}")
+                std = f"CASE WHEN {n} < 2 THEN NULL WHEN {low} = {high} THEN 0 WHEN {var} < 0 THEN 0 ELSE sqrt({var}) END"
+                out.append(f"{_round(std)} AS {name('std')}")
             for agg in ("min", "max"):
                 if agg in spec.aggregations:
                     out.append(f"{_round(_stat(s, agg, src))} AS {name(agg)}")
@@ -163,10 +172,20 @@ def hours(earlier: str, later: str) -> str:
     return f"(epoch_us({later}) - epoch_us({earlier})) / 3.6e9"
 
 
+def _kinds(profile: FleetProfile) -> set[str]:
+    return {table.kind for table in profile.source.events}
+
+
+def error_codes(profile: FleetProfile) -> list[str]:
+    """Error codes with features: none without an error table, whose counts and times would be 0 and NULL."""
+    return list(profile.error_codes) if "error" in _kinds(profile) else []
+
+
 def _tracked(profile: FleetProfile) -> list[tuple[str, str, str]]:
-    """(kind, value, feature) of each event whose latest time is tracked, maintenance first."""
-    since = [("maintenance", c, f"hours_since_maint_{c}") for c in profile.components]
-    return since + [("error", code, f"hours_since_error_{code.lower()}") for code in profile.error_codes]
+    """(kind, value, feature) of each event whose latest time is tracked, maintenance first (if it has a table)."""
+    components = profile.components if "maintenance" in _kinds(profile) else []
+    since = [("maintenance", c, f"hours_since_maint_{c}") for c in components]
+    return since + [("error", code, f"hours_since_error_{code.lower()}") for code in error_codes(profile)]
 
 
 def event_state_sql(profile: FleetProfile, events: str) -> str | None:
@@ -184,7 +203,7 @@ def event_state_sql(profile: FleetProfile, events: str) -> str | None:
     def is_event(kind: str, value: str) -> str:
         return f"kind = {sql_str(kind)} AND value = {sql_str(value)}"
 
-    codes = list(profile.error_codes)
+    codes = error_codes(profile)
     marks = [f"max(ts) FILTER (WHERE {is_event(kind, value)}) AS l{i}" for i, (kind, value, _) in enumerate(tracked)]
     marks += [f"count(*) FILTER (WHERE {is_event('error', code)}) AS n{j}" for j, code in enumerate(codes)]
     state = [f"max(l{i}) OVER v AS l{i}" for i in range(len(tracked))]
@@ -204,7 +223,7 @@ def event_sql(profile: FleetProfile) -> tuple[str, list[str], list[str], list[st
     error_window); the error counts are their difference.
     """
     spec = profile.features
-    codes = list(profile.error_codes)
+    codes = error_codes(profile)
     if not codes:
         marks = "SELECT device_id, k, __r AS __s FROM es"
     else:

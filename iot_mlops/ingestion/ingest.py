@@ -78,6 +78,11 @@ def ingest_events(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
     report = IngestReport("events")
     all_files: list[SourceFile] = []
     limit, last = future_limit(profile), fixed_end(profile)
+    if not profile.source.events:  # no event tables: empty partitions, which features and labels read as no events
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE all_events (source_file VARCHAR, source_row BIGINT, device_id VARCHAR, ts TIMESTAMP,"
+            " day DATE, kind VARCHAR, value VARCHAR, reason VARCHAR, rejected_line VARCHAR)"
+        )
     for spec in profile.source.events:
         dev_col = spec.device_column or profile.device_column
         ts_col = spec.timestamp_column or profile.timestamp_column

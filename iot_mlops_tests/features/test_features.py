@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -35,7 +36,7 @@ def test_features_match_their_definition(fleet: Fleet):
     row = feature_row(fleet, "d2", t)
     # Features are stored rounded to 6 decimals.
     assert row["temp_mean_1h"] == pytest.approx(seen[-1]["temp"], abs=1e-6)
-    assert math.isnan(row["temp_std_1h"])
+    assert "temp_std_1h" not in row  # a one-hour window of hourly readings: never two samples
     assert row["temp_mean_3h"] == pytest.approx(temp.mean(), abs=1e-6)
     assert row["temp_std_3h"] == pytest.approx(temp.std(ddof=1), abs=1e-6)
     assert (row["temp_min_3h"], row["temp_max_3h"]) == (temp.min(), temp.max())
@@ -103,3 +104,38 @@ def test_features_need_telemetry(fleet: Fleet):
     result = fleet.materialize("features", day=DAYS[0])
     assert not result.success
     assert not fleet.file("features", DAYS[0]).exists()
+
+
+def test_std_of_a_constant_sensor_is_exactly_zero(fleet: Fleet):
+    for day in DAYS[:2]:
+        fleet.write("telemetry", [{**r, "pressure": 1.31} for r in clean_day(day)], day)
+    assert fleet.materialize(*ALL, days=(DAYS[0], DAYS[1])).success
+    frame = fleet.read("features", DAYS[1])
+    assert len(frame) == 3 * 24
+    assert (frame["pressure_std_3h"] == 0.0).all()
+    for _, row in frame.iterrows():
+        window = [reading(row["device_id"], row["ts"] - timedelta(hours=h))["temp"] for h in (3, 2, 1)]
+        assert row["temp_std_3h"] == pytest.approx(np.std(window, ddof=1), rel=1e-9, abs=0)
+
+
+def test_no_feature_column_is_null_by_construction(fleet: Fleet):
+    fleet.spec["source"]["events"] = [e for e in fleet.spec["source"]["events"] if e["kind"] != "maintenance"]
+    fleet.write_profile()
+    fleet.write_events(DAYS[0], "error", [("d1", stamp(DAYS[0], 3), "E1"), ("d2", stamp(DAYS[0], 4), "E2")])
+    result = fleet.materialize(*ALL, days=(DAYS[0], DAYS[1]))
+    assert result.success
+    frame = fleet.read("features", DAYS[1])
+    assert not [c for c in frame.columns if c.startswith("hours_since_maint_")]
+    assert {"errors_e1_6h", "hours_since_error_e1"} <= set(frame.columns)
+    # Hourly readings: a 1 h window holds one sample (no std), a 3 h window three.
+    assert {c for c in frame.columns if "_std_" in c} == {"temp_std_3h", "pressure_std_3h"}
+    assert {"temp_mean_1h", "temp_min_1h", "temp_max_1h"} <= set(frame.columns)
+    assert not [c for c in frame.columns if frame[c].isna().all()]
+    assert materializations(result)[("features", DAYS[1].isoformat())]["features"] == list(frame.columns[2:])
+
+
+def test_std_of_a_window_longer_than_the_sampling_interval_is_kept(fleet: Fleet):
+    fleet.spec["sampling_interval"] = "30min"
+    fleet.write_profile()
+    assert fleet.materialize(*ALL, days=(DAYS[0], DAYS[1])).success
+    assert {"temp_std_1h", "temp_std_3h"} <= set(fleet.read("features", DAYS[1]).columns)

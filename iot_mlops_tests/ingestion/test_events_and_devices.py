@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import pandas as pd
+
+from iot_mlops.definitions import fleet_definitions, resources
 
 from iot_mlops_tests.fleet import DAYS, DEVICES, START, Fleet, check_results, stamp
 
@@ -83,3 +86,17 @@ def test_telemetry_needs_the_devices_table(fleet: Fleet):
     result = fleet.materialize("telemetry", day=DAY)
     assert not result.success
     assert not fleet.file("telemetry", DAY).exists()
+
+
+def test_a_fleet_without_event_tables_ingests_and_computes_features(fleet: Fleet):
+    fleet.spec["source"]["events"] = []
+    profile = fleet.write_profile()
+    result = fleet.materialize("devices", "telemetry", "events", "features", days=(DAYS[1], DAY))
+    assert result.success
+    assert fleet.read("events", DAY).empty and fleet.read("events", DAYS[1]).empty
+    assert check_results(result)[("events", "rows_accounted_for")].passed
+    features = fleet.read("features", DAY)
+    assert len(features) == len(DEVICES) * 24
+    assert not [c for c in features.columns if c.startswith(("errors_", "hours_since_"))]  # no table, no event features
+    defs = dg.Definitions.merge(fleet_definitions(profile, fleet.profile_dir), dg.Definitions(resources=resources()))
+    dg.Definitions.validate_loadable(defs)
