@@ -27,7 +27,9 @@ def features_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsD
         key=key,
         description=(
             f"Per-device features every {format_duration(spec.step)}: rolling {'/'.join(spec.aggregations)} over {windows}, "
-            f"error counts, hours since each component's maintenance, device attributes. "
+            + "".join(part for kind, part in (("error", "error counts, "), ("maintenance", "hours since each component's maintenance, "))
+                      if kind in {table.kind for table in profile.source.events})
+            + "device attributes. "
             f"Also refreshes the online table {fleet}/{ONLINE_TABLE} (newest row per device)."
         ),
         group_name=fleet,
