@@ -58,9 +58,12 @@ def events_start(lake: Lake, fleet: str) -> datetime | None:
 def out_of_service_sql(profile: FleetProfile, features: str, events: str) -> str:
     """Feature rows (device_id, ts) whose newest step bucket [ts - step, ts) holds a reading of a failed device.
 
-    A failure at T puts the device out of service until the first maintenance of that component at or after T,
+    A failure at T puts the device out of service until the first maintenance of that component in [T, T + horizon),
     else until T + `target.out_of_service`; never for less than one step, so the failing reading counts.
     """
+    # A maintenance later than one horizon is the next routine job, not this repair: Azure PdM logs the replacement
+    # at the failure time, and where it is missing the next one comes weeks later.
+    horizon = interval(profile.target.horizon)
     step = interval(profile.features.step)
     fallback = interval(profile.target.out_of_service or profile.features.step)
     return f"""
@@ -70,7 +73,7 @@ JOIN (
   SELECT x.device_id, x.ts AS failed, greatest(coalesce(min(m.ts), x.ts + {fallback}), x.ts + {step}) AS back
   FROM (SELECT device_id, ts, value FROM {events} WHERE kind = 'failure') x
   LEFT JOIN (SELECT device_id, ts, value FROM {events} WHERE kind = 'maintenance') m
-    ON m.device_id = x.device_id AND m.value = x.value AND m.ts >= x.ts
+    ON m.device_id = x.device_id AND m.value = x.value AND m.ts >= x.ts AND m.ts < x.ts + {horizon}
   GROUP BY x.device_id, x.ts, x.value
 ) p ON p.device_id = f.device_id AND f.ts > p.failed AND f.ts - {step} < p.back
 """

@@ -154,7 +154,8 @@ def test_rows_that_saw_a_failed_device_are_out_of_service_until_its_repair(tiny:
     # d2's impeller is repaired at 17:15 (a seal job at 15:00 does not repair it); d3's is replaced at the failure time.
     tiny.fleet.write_events(DAYS[1], "maintenance", [("d3", stamp(DAYS[1], 8), "seal"), ("d2", stamp(DAYS[1], 15), "seal"),
                                                      ("d2", stamp(DAYS[1], 17, 15), "impeller")])
-    tiny.fleet.write_events(DAYS[2], "maintenance", [("d3", stamp(DAYS[2], 2), "impeller")])
+    # d1's next seal job comes 23 h after its failure, past the 6 h horizon: routine, not the repair.
+    tiny.fleet.write_events(DAYS[2], "maintenance", [("d3", stamp(DAYS[2], 2), "impeller"), ("d1", stamp(DAYS[2], 9), "seal")])
     assert tiny.run(*INGEST, days=ALL_DAYS).success
     result = tiny.run("labels", days=ALL_DAYS)
     assert result.success
