@@ -110,7 +110,7 @@ class Case:
     bounds: dict = field(default_factory=dict)
     feature_rows: int = 0
     entity_rows: int = 0
-    label_rows: int = 0  # complete labels inside the window: what the join's left side holds
+    label_rows: int = 0  # complete, in-service labels inside the window: what the join's left side holds
     entities: str = ""
     note: str = ""
     prep_seconds: float = 0.0
@@ -173,7 +173,7 @@ def fill_window(case: Case, con, lake, profile) -> None:
     case.bounds = {k: str(v) for k, v in asdict(bounds).items()}
     (case.feature_rows,) = con.execute(f"SELECT count(*) FROM {features}").fetchone()
     (case.entity_rows,) = con.execute(f"SELECT count(*) FROM {labels}").fetchone()
-    (case.label_rows,) = con.execute(f"SELECT count(*) FROM {labels} WHERE label_complete").fetchone()
+    (case.label_rows,) = con.execute(f"SELECT count(*) FROM {labels} WHERE label_complete AND NOT out_of_service").fetchone()
 
 
 def build_azure(workdir: Path) -> Case:
@@ -411,10 +411,11 @@ def run_merge_asof(case: Case) -> dict:
 
     features_table = pq.read_table(sorted((lake / "features").glob(f"date=*/{OUTPUT_FILE}")), partitioning=None)
     labels_table = pq.read_table(sorted((lake / "labels").glob(f"date=*/{OUTPUT_FILE}")), partitioning=None,
-                                 columns=["device_id", "ts", "label_complete", *targets])  # fmt: skip
+                                 columns=["device_id", "ts", "label_complete", "out_of_service", *targets])  # fmt: skip
     features, labels = features_table.to_pandas(), labels_table.to_pandas()
     lap("read")
-    labels = labels[labels["label_complete"].fillna(False).astype(bool) & (labels["ts"] >= start) & (labels["ts"] < end)]
+    labels = labels[labels["label_complete"].fillna(False).astype(bool) & ~labels["out_of_service"].astype(bool)
+                    & (labels["ts"] >= start) & (labels["ts"] < end)]
     labels = labels[["device_id", "ts", *targets]].sort_values("ts", kind="stable")
     features = features.rename(columns={"ts": "feature_ts"}).sort_values("feature_ts", kind="stable")
     merged = pd.merge_asof(
@@ -462,7 +463,7 @@ def ineq_join_sql(case: Case, features: str, labels: str) -> str:
     return f"""
 SELECT * FROM (
   SELECT l.device_id, l.ts, f.ts AS feature_ts, {split} AS split, {targets}, f.* EXCLUDE (device_id, ts)
-  FROM (SELECT * FROM {labels} WHERE label_complete
+  FROM (SELECT * FROM {labels} WHERE label_complete AND NOT out_of_service
         AND ts >= TIMESTAMP {sql_str(start)} AND ts < TIMESTAMP {sql_str(end)}) l
   JOIN {features} f ON f.device_id = l.device_id AND f.ts <= l.ts AND f.ts >= l.ts - {max_age}
   QUALIFY row_number() OVER (PARTITION BY l.device_id, l.ts ORDER BY f.ts DESC) = 1
@@ -797,7 +798,7 @@ def main() -> int:
             if not reused:
                 case.prep_seconds = time.perf_counter() - t
             print(f"  {case.name:<14} lake {'reused from ' + str(workdir) if reused else 'ready'} (prep {case.prep_seconds:.1f} s, not timed): "
-                  f"{case.feature_rows:,} feature rows, {case.label_rows:,} complete labels in {case.start} .. {case.end}; "
+                  f"{case.feature_rows:,} feature rows, {case.label_rows:,} complete in-service labels in {case.start} .. {case.end}; "
                   f"entity rows: {case.entities}", flush=True)  # fmt: skip
             results = measure(case, runs, workdir, began_mono + budget)
             problems, facts = compare(case, results)

@@ -159,6 +159,10 @@ class FeatureSpec(StrictModel):
 class TargetSpec(StrictModel):
     prediction_type: Identifier = "component_failure"
     horizon: Duration = timedelta(hours=24)
+    # How long a failed device stays out of service when no maintenance of the failed component within the horizon
+    # says when it was repaired. None means one feature step: the failing reading itself is all we know was bad, and a longer
+    # guess would drop healthy rows from every fleet that does log its repairs.
+    out_of_service: Duration | None = None
 
 
 class SplitSpec(StrictModel):

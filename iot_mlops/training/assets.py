@@ -75,7 +75,8 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
         backfill_policy=dg.BackfillPolicy.single_run(),
         description=(
             f"Per feature row: which component fails within {format_duration(profile.target.horizon)} ({', '.join(profile.components)}). "
-            "Rows whose horizon reaches past the ingested events have NULL labels and label_complete = false."
+            "Rows whose horizon reaches past the ingested events have NULL labels and label_complete = false; "
+            "rows that saw a failed device before its repair have out_of_service = true and are left out of training."
         ),
         deps=[key("features"), dg.AssetDep(key("events"), partition_mapping=future)],
         check_specs=[dg.AssetCheckSpec("labels_complete", asset=key("labels"),
@@ -92,6 +93,7 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
         )
         return dg.MaterializeResult(metadata={
             "complete_rows": report.complete_rows, "incomplete_rows": report.incomplete_rows,
+            "rows_out_of_service": report.out_of_service_rows,
             "events_from": str(report.events_from), "events_until": str(report.events_until),
             "positives": dg.MetadataValue.json(report.positives),
         }, check_results=[check])

@@ -84,14 +84,14 @@ def split_sql(bounds: Boundaries, ts: str = "l.ts") -> str:
 
 
 def dataset_sql(profile: FleetProfile, features: str, labels: str, bounds: Boundaries, start: datetime, end: datetime) -> str:
-    """Labels joined to the newest feature row at or before the label time, within max_age."""
+    """Complete, in-service labels joined to the newest feature row at or before the label time, within max_age."""
     max_age = interval(profile.features.max_age)
     split = split_sql(bounds)
     targets = ", ".join(f"l.{label_column(c)}" for c in profile.components)
     return f"""
 SELECT * FROM (
   SELECT l.device_id, l.ts, f.ts AS feature_ts, {split} AS split, {targets}, f.* EXCLUDE (device_id, ts)
-  FROM (SELECT * FROM {labels} WHERE label_complete
+  FROM (SELECT * FROM {labels} WHERE label_complete AND NOT out_of_service
         AND ts >= TIMESTAMP {sql_str(start)} AND ts < TIMESTAMP {sql_str(end)}) l
   ASOF JOIN {features} f ON f.device_id = l.device_id AND f.ts <= l.ts
   WHERE l.ts - f.ts <= {max_age}

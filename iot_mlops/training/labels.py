@@ -2,6 +2,7 @@
 
 A label needs the future: it is complete only once events are ingested up to ts + horizon.
 Rows whose horizon reaches past the ingested events get NULL labels, never "no failure".
+Rows that saw a failed device (after a failure, before its repair) are flagged `out_of_service`: not negatives.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class LabelReport:
     positives: dict[str, int]
     events_until: datetime | None
     events_from: datetime | None = None
+    out_of_service_rows: int = 0
 
 
 def events_coverage(lake: Lake, fleet: str) -> datetime | None:
@@ -53,8 +55,32 @@ def events_start(lake: Lake, fleet: str) -> datetime | None:
     return datetime.combine(days[0], time()) if days else None
 
 
+def out_of_service_sql(profile: FleetProfile, features: str, events: str) -> str:
+    """Feature rows (device_id, ts) whose newest step bucket [ts - step, ts) holds a reading of a failed device.
+
+    A failure at T puts the device out of service until the first maintenance of that component in [T, T + horizon),
+    else until T + `target.out_of_service`; never for less than one step, so the failing reading counts.
+    """
+    # A maintenance later than one horizon is the next routine job, not this repair: Azure PdM logs the replacement
+    # at the failure time, and where it is missing the next one comes weeks later.
+    horizon = interval(profile.target.horizon)
+    step = interval(profile.features.step)
+    fallback = interval(profile.target.out_of_service or profile.features.step)
+    return f"""
+SELECT DISTINCT f.device_id, f.ts
+FROM (SELECT device_id, ts FROM {features}) f
+JOIN (
+  SELECT x.device_id, x.ts AS failed, greatest(coalesce(min(m.ts), x.ts + {fallback}), x.ts + {step}) AS back
+  FROM (SELECT device_id, ts, value FROM {events} WHERE kind = 'failure') x
+  LEFT JOIN (SELECT device_id, ts, value FROM {events} WHERE kind = 'maintenance') m
+    ON m.device_id = x.device_id AND m.value = x.value AND m.ts >= x.ts AND m.ts < x.ts + {horizon}
+  GROUP BY x.device_id, x.ts, x.value
+) p ON p.device_id = f.device_id AND f.ts > p.failed AND f.ts - {step} < p.back
+"""
+
+
 def labels_sql(profile: FleetProfile, features: str, events: str, coverage: datetime, since: datetime | None = None) -> str:
-    """One row per feature row: completeness, and per component 1/0 (NULL when incomplete).
+    """One row per feature row: completeness, out of service, and per component 1/0 (NULL when incomplete).
 
     A row is complete when events are ingested over its whole horizon: from `since` (the first events
     partition, if given) up to `coverage`.
@@ -69,12 +95,13 @@ def labels_sql(profile: FleetProfile, features: str, events: str, coverage: date
     ]
     hours_to = "date_diff('second', f.ts, min(e.ts)) / 3600.0"
     return f"""
-SELECT f.device_id, f.ts, {complete} AS label_complete, {', '.join(per_component)},
+SELECT f.device_id, f.ts, {complete} AS label_complete, o.ts IS NOT NULL AS out_of_service, {', '.join(per_component)},
        {hours_to} AS hours_to_failure
 FROM (SELECT device_id, ts FROM {features}) f
+LEFT JOIN ({out_of_service_sql(profile, features, events)}) o ON o.device_id = f.device_id AND o.ts = f.ts
 LEFT JOIN (SELECT device_id, ts, value FROM {events} WHERE kind = 'failure') e
   ON e.device_id = f.device_id AND e.ts >= f.ts AND e.ts < f.ts + {horizon}
-GROUP BY f.device_id, f.ts
+GROUP BY f.device_id, f.ts, o.ts
 ORDER BY f.device_id, f.ts
 """
 
@@ -94,8 +121,9 @@ def compute_labels(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPro
         rows[day] = row_count(con, lake.write_partition(con, fleet, "labels", day, labels_sql(profile, features, events, coverage, since)))
     written = lake.scan(fleet, "labels", days)
     sums = ", ".join(f"coalesce(sum({ident(label_column(c))}), 0)" for c in profile.components)
-    complete, incomplete, *positives = con.execute(
-        f"SELECT count(*) FILTER (WHERE label_complete), count(*) FILTER (WHERE NOT label_complete), {sums} FROM {written}"
+    complete, incomplete, out, *positives = con.execute(
+        f"SELECT count(*) FILTER (WHERE label_complete), count(*) FILTER (WHERE NOT label_complete), "
+        f"count(*) FILTER (WHERE out_of_service), {sums} FROM {written}"
     ).fetchone()
     return LabelReport(
         rows=rows,
@@ -104,4 +132,5 @@ def compute_labels(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPro
         positives={c: int(n) for c, n in zip(profile.components, positives)},
         events_until=coverage,
         events_from=since,
+        out_of_service_rows=int(out),
     )

@@ -57,7 +57,8 @@ def event_metrics(
     0/1 column per component. A failure is caught when a positive for its component came in
     the `horizon` before it, at least `min_lead` ahead; lead time counts from the first such
     alert. A false alarm is a run of consecutive positives none of which has a failure of its component
-    within the horizon after it (a run that goes on past the failure it caught is no false alarm).
+    within the horizon after it (a run that goes on past the failure it caught is no false alarm). Rows missing
+    across a failure of the component (the device out of service) do not end a run.
     """
     predictions = predictions.sort_values(["device_id", "ts"])
     failures = failures[failures["device_id"].isin(predictions["device_id"].unique())]
@@ -75,13 +76,18 @@ def event_metrics(
         leads += list(((first.index.get_level_values("ts") - first.to_numpy()) / pd.Timedelta(hours=1)))
     false_alarms = 0
     for comp in [c for c in predictions.columns if c not in ("device_id", "ts")]:
-        alerts = predictions.loc[predictions[comp] == 1, ["device_id", "ts"]]
+        alerts = predictions.loc[predictions[comp] == 1, ["device_id", "ts"]].reset_index(drop=True)
         if alerts.empty:
             continue
-        new_run = (alerts["device_id"] != alerts["device_id"].shift()) | (alerts["ts"].diff() > step)
+        comp_failures = failures[failures["component"] == comp]
+        same_device = alerts["device_id"] == alerts["device_id"].shift()
+        gaps = alerts[same_device & (alerts["ts"].diff() > step)].assign(prev=alerts["ts"].shift())
+        # Training data leaves out the rows of a failed device, so an alert going on through the outage shows a gap.
+        spans = gaps.reset_index().merge(comp_failures, on="device_id", suffixes=("", "_failed"))
+        bridged = alerts.index.isin(spans.loc[(spans["ts_failed"] >= spans["prev"]) & (spans["ts_failed"] < spans["ts"]), "index"])
+        new_run = ~same_device | ((alerts["ts"].diff() > step) & ~bridged)
         runs = alerts.assign(run=new_run.cumsum()).groupby("run").agg(
             device_id=("device_id", "first"), first=("ts", "min"), last=("ts", "max"))
-        comp_failures = failures[failures["component"] == comp]
         merged = runs.reset_index().merge(comp_failures, on="device_id", how="left")
         hit = merged[(merged["ts"] >= merged["first"]) & (merged["ts"] < merged["last"] + horizon)]["run"].unique()
         false_alarms += len(set(runs.index) - set(hit))

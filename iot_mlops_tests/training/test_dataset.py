@@ -45,9 +45,12 @@ def test_time_split_leaves_gaps_of_at_least_the_horizon(tiny: TinyPipeline):
     assert (by_split["test"] >= b.test_start).all()
     assert b.val_start - b.train_end >= HORIZON and b.test_start - b.val_end >= HORIZON
 
-    # Only complete labels, and all of them except those that fall in a gap.
+    # Only complete, in-service labels, and all of them except those that fall in a gap.
     assert dataset[LABELS].notna().all().all()
-    complete = labels[labels["label_complete"]]
+    out = labels[labels["out_of_service"]]
+    assert key_set(out) == {("d1", pd.Timestamp(stamp(DAYS[1], 11)))}  # the row that saw the 10:00 failure
+    assert not key_set(out) & key_set(dataset)
+    complete = labels[labels["label_complete"] & ~labels["out_of_service"]]
     in_gap = ((complete["ts"] >= b.train_end) & (complete["ts"] < b.val_start)) | (
         (complete["ts"] >= b.val_end) & (complete["ts"] < b.test_start))
     assert key_set(dataset) == key_set(complete[~in_gap])
@@ -156,8 +159,9 @@ def test_reference_split_on_azure_reproduces_the_readme_split(azure_labelled: Az
     assert (seen["ts"] < train_end).all() and (test["ts"] >= test_start).all()
 
     labels = pd.read_parquet(Lake(lake_root).files(AZURE, "labels"))
-    complete = labels[labels["label_complete"]]
-    # Every complete label from the test start on is tested, and the validation part runs up to train_end.
+    assert labels["out_of_service"].sum() > 0 and not key_set(labels[labels["out_of_service"]]) & key_set(dataset)
+    complete = labels[labels["label_complete"] & ~labels["out_of_service"]]
+    # Every complete, in-service label from the test start on is tested, and the validation part runs up to train_end.
     assert key_set(test) == key_set(complete[complete["ts"] >= test_start])
     assert seen["ts"].max() == complete.loc[complete["ts"] < train_end, "ts"].max()
     report = load_dataset_report(Lake(lake_root), AZURE)

@@ -146,3 +146,49 @@ def test_labels_need_events_and_features(tiny: TinyPipeline):
     assert tiny.run("events", days=ALL_DAYS).success
     with connect() as con, pytest.raises(LabelInputError, match=f"no features for {DAYS[1]}"):
         compute_labels(con, tiny.fleet.lake, profile, [DAYS[0], DAYS[1]])
+
+
+def test_rows_that_saw_a_failed_device_are_out_of_service_until_its_repair(tiny: TinyPipeline):
+    """A feature row at t sees readings in [t - 1h, t): the first one after a failure sees the failed device."""
+    write_failures(tiny)
+    # d2's impeller is repaired at 17:15 (a seal job at 15:00 does not repair it); d3's is replaced at the failure time.
+    tiny.fleet.write_events(DAYS[1], "maintenance", [("d3", stamp(DAYS[1], 8), "seal"), ("d2", stamp(DAYS[1], 15), "seal"),
+                                                     ("d2", stamp(DAYS[1], 17, 15), "impeller")])
+    # d1's next seal job comes 23 h after its failure, past the 6 h horizon: routine, not the repair.
+    tiny.fleet.write_events(DAYS[2], "maintenance", [("d3", stamp(DAYS[2], 2), "impeller"), ("d1", stamp(DAYS[2], 9), "seal")])
+    assert tiny.run(*INGEST, days=ALL_DAYS).success
+    result = tiny.run("labels", days=ALL_DAYS)
+    assert result.success
+
+    labels = tiny.read("labels", DAYS)
+    out = labels[labels["out_of_service"]]
+    expected = {("d1", stamp(DAYS[1], 11)),  # no repair logged: the one row that saw the 10:00 failure
+                *(("d2", stamp(DAYS[1], h)) for h in (15, 16, 17, 18)),  # 18:00 still sees 17:00..17:15
+                ("d3", stamp(DAYS[2], 3))}
+    assert set(zip(out["device_id"], out["ts"].tolist())) == expected
+    # Before the failure, labels are as before: d1's 05:00..10:00 are positive; after the repair rows are normal again.
+    d1 = labels[labels["device_id"] == "d1"].set_index("ts")
+    assert [d1.loc[pd.Timestamp(stamp(DAYS[1], h)), "fails_seal"] for h in range(4, 13)] == [0, 1, 1, 1, 1, 1, 1, 0, 0]
+    assert not d1.loc[pd.Timestamp(stamp(DAYS[1], 10)), "out_of_service"]
+    assert not d1.loc[pd.Timestamp(stamp(DAYS[1], 12)), "out_of_service"]
+    d2 = labels[labels["device_id"] == "d2"].set_index("ts")
+    assert d2.loc[pd.Timestamp(stamp(DAYS[1], 14)), "fails_impeller"] == 1
+    assert not d2.loc[pd.Timestamp(stamp(DAYS[1], 19)), "out_of_service"]
+    assert labels.loc[labels["out_of_service"], "label_complete"].all()  # still known rows: kept out, not unknown
+
+    meta = materializations(result)
+    assert meta[("labels", DAYS[1].isoformat())]["rows_out_of_service"] == len(expected)  # one report for the backfill
+
+
+def test_the_profile_sets_how_long_an_unrepaired_device_is_out(tiny: TinyPipeline):
+    tiny.fleet.write_events(DAYS[1], "failure", [("d1", stamp(DAYS[1], 10), "seal")])
+    assert tiny.run(*INGEST, days=ALL_DAYS).success
+    profile = tiny.fleet.profile()
+    profile = profile.model_copy(update={"target": profile.target.model_copy(update={"out_of_service": timedelta(hours=3)})})
+    with connect() as con:
+        report = compute_labels(con, tiny.fleet.lake, profile, DAYS)
+    labels = tiny.read("labels", DAYS)
+    out = labels[labels["out_of_service"]]
+    assert out["device_id"].unique().tolist() == ["d1"]
+    assert sorted(out["ts"].tolist()) == [stamp(DAYS[1], h) for h in (11, 12, 13)]
+    assert report.out_of_service_rows == 3

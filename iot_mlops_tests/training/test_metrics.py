@@ -141,3 +141,17 @@ def test_per_component_table_says_no_failures_instead_of_nan():
     assert "nan" not in table.lower()
     assert "no failures in test" in rows["seal"]
     assert rows["tank"].split("|")[2:7] == [" 1.000 ", " 0.500 ", " 0.667 ", " 1.000 ", " 2 "]
+
+
+def test_an_alert_going_on_through_an_outage_is_no_false_alarm():
+    """Rows of a failed device are not in the data: the alert before the failure and after the repair is one run."""
+    failures = pd.DataFrame({"device_id": ["a", "b"], "ts": [at(20), at(40)], "component": ["c1", "c1"]})
+    hours = [h for h in range(48) if h != 21]  # 21:00 saw the failed device, left out
+    alerts = {*range(16, 21), 22, 23}
+    predictions = pd.DataFrame({
+        "device_id": ["a"] * len(hours) + ["b"] * len(hours), "ts": [at(h) for h in hours] * 2,
+        "c1": [int(h in alerts) for h in hours] * 2,  # b fails at 40:00, after both runs: its 22..23 run is a false alarm
+    })
+    metrics = event_metrics(failures, predictions, HORIZON, STEP)
+    device_months = 2 * ((at(47) - at(0)) / pd.Timedelta(days=30))
+    assert metrics["false_alarms_per_device_month"] == pytest.approx(2 / device_months)  # b's two runs; none of a's
