@@ -100,6 +100,17 @@ ORDER BY ts, device_id
 """
 
 
+def _check_out_of_service(con: duckdb.DuckDBPyConnection, fleet: str, labels: str) -> None:
+    """Labels written before rows of a failed device were flagged would count those rows as negatives, or,
+    mixed with newer partitions, drop them unseen: ask for the labels to be rebuilt instead."""
+    columns = {name for name, *_ in con.execute(f"DESCRIBE SELECT * FROM {labels}").fetchall()}
+    unflagged = 0 if "out_of_service" not in columns else con.execute(
+        f"SELECT count(*) FROM {labels} WHERE out_of_service IS NULL").fetchone()[0]
+    if "out_of_service" not in columns or unflagged:
+        raise DatasetError(f"{fleet}: labels partitions written by an older version lack `out_of_service`; "
+                           f"re-materialize {fleet}/labels over every day")
+
+
 def build_dataset(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, split: str = "time",
                   window_days: int | None = None, table: str = TABLE) -> DatasetReport:
     """Build and write `<fleet>/<table>` over the labelled window (the last `window_days`, or all)."""
@@ -107,6 +118,7 @@ def build_dataset(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
     labels, features = lake.scan(fleet, "labels"), lake.scan(fleet, "features")
     if labels is None or features is None:
         raise DatasetError(f"{fleet}: materialize {fleet}/features and {fleet}/labels first")
+    _check_out_of_service(con, fleet, labels)
     first, last = con.execute(f"SELECT min(ts), max(ts) FROM {labels} WHERE label_complete").fetchone()
     if first is None:
         raise DatasetError(f"{fleet}: no complete labels yet (labels need {format_duration(profile.target.horizon)} of later events)")

@@ -168,3 +168,18 @@ def test_reference_split_on_azure_reproduces_the_readme_split(azure_labelled: Az
     assert (report.boundaries.name, report.boundaries.val_end, report.boundaries.test_start) == ("reference", train_end, test_start)
     assert all(report.positives["test"][c] > 0 for c in azure_profile.components)
     assert timedelta(0) < report.boundaries.val_start - report.boundaries.train_end
+
+
+def test_labels_of_an_older_version_are_refused_not_silently_dropped(tiny: TinyPipeline):
+    assert tiny.run(*INGEST, days=ALL_DAYS).success and tiny.run("labels", days=ALL_DAYS).success
+    lake = tiny.fleet.lake
+    old = lake.partition_file(tiny.name, "labels", DAYS[1])
+    with connect() as con:
+        # One day as an older version wrote it: no out_of_service column.
+        frame = con.execute(f"SELECT * EXCLUDE (out_of_service) FROM read_parquet('{old}')").df()
+    frame.to_parquet(old)
+    with connect() as con, pytest.raises(DatasetError, match="re-materialize tiny/labels"):
+        build_dataset(con, lake, tiny.fleet.profile())
+    assert tiny.run("labels", days=ALL_DAYS).success
+    with connect() as con:
+        assert sum(build_dataset(con, lake, tiny.fleet.profile()).rows.values()) > 0
