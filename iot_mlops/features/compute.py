@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from iot_mlops.features.online import update_online_features
 from iot_mlops.features.sql import features_sql
-from iot_mlops.lake import Lake, sql_str
+from iot_mlops.lake import Lake, parquet
 from iot_mlops.profiles.schema import FleetProfile
 
 BATCH_ROWS = 65_536  # rows per Arrow batch streamed out of the sorted result
@@ -51,7 +51,7 @@ def feature_query(lake: Lake, profile: FleetProfile, days: list[date]) -> str:
     events = lake.scan(fleet, "events", [d for d in lake.partitions(fleet, "events") if d <= last])
     start = datetime.combine(first, time())
     end = datetime.combine(last + timedelta(days=1), time())
-    return features_sql(profile, telemetry, events, f"read_parquet({sql_str(devices_file)}, hive_partitioning = false)", str(start), str(end))
+    return features_sql(profile, telemetry, events, f"{parquet(devices_file)}", str(start), str(end))
 
 
 def build_features(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, days: list[date]) -> None:

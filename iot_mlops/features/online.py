@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-from iot_mlops.lake import Lake, connect, sql_str
+from iot_mlops.lake import Lake, connect, parquet
 from iot_mlops.settings import get_settings
 
 TABLE = "online_features"
@@ -33,7 +33,7 @@ def update_online_features(con: duckdb.DuckDBPyConnection, lake: Lake, fleet: st
     with _locked(target.parent):
         sources = [f"SELECT *, 1 AS fresh FROM ({new_rows})"]
         if target.is_file():
-            sources.append(f"SELECT *, 0 AS fresh FROM read_parquet({sql_str(target)}, hive_partitioning = false)")
+            sources.append(f"SELECT *, 0 AS fresh FROM {parquet(target)}")
         merged = " UNION ALL BY NAME ".join(sources)
         # On equal timestamps the recomputed row wins, so re-running a partition refreshes it.
         latest = (
@@ -52,7 +52,7 @@ def get_device_features(fleet: str, device_id: str, lake_root: Path | None = Non
     if not target.is_file():
         return None
     with connect(threads=1) as con:
-        result = con.execute(f"SELECT * FROM read_parquet({sql_str(target)}, hive_partitioning = false) WHERE device_id = ?", [str(device_id)])
+        result = con.execute(f"SELECT * FROM {parquet(target)} WHERE device_id = ?", [str(device_id)])
         row = result.fetchone()
         if row is None:
             return None

@@ -10,7 +10,7 @@ import duckdb
 from iot_mlops.ingestion.rules import Layer, NumericColumn, device_expr, device_rules, numeric_reasons, number_expr, text_expr, timestamp_layers, timestamp_rules
 from iot_mlops.ingestion.sources import SourceError, SourceFile, source_files
 from iot_mlops.ingestion.staging import IngestReport, day_expr, outside_day, quarantine_query, stage, staged_counts, write_days
-from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, ident, row_count, sql_str
+from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, ident, parquet, row_count, sql_str
 from iot_mlops.partitions import fixed_end, future_limit
 from iot_mlops.profiles.schema import FleetProfile
 
@@ -21,7 +21,7 @@ def _known_devices(lake: Lake, fleet: str) -> str:
     devices = lake.table_file(fleet, "devices")
     if not devices.is_file():
         raise SourceError(f"{fleet}: no devices table in the lake yet; materialize {fleet}/devices first")
-    return f"(SELECT device_id FROM read_parquet({sql_str(devices)}, hive_partitioning = false))"
+    return f"(SELECT device_id FROM {parquet(devices)})"
 
 
 def _time_rules(file: SourceFile, last: date | None) -> list[tuple[str, str]]:

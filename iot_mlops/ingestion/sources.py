@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from iot_mlops.lake import sql_str
+from iot_mlops.lake import parquet, sql_str
 from iot_mlops.profiles.schema import TableSpec
 
 
@@ -33,7 +33,7 @@ class SourceFile:
         """
         suffix = self.path.suffix.lower()
         if suffix == ".parquet":
-            return f"read_parquet({sql_str(self.path)}, hive_partitioning = false)"
+            return f"{parquet(self.path)}"
         if suffix in {".csv", ".gz", ".txt"}:
             stat = self.path.stat()
             return f"read_csv({sql_str(self.path)}, {_csv_options(str(self.path), stat.st_mtime_ns, stat.st_size)})"

@@ -130,9 +130,15 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str) -> Callable[[Path], None]:
     return lambda path: con.execute(f"COPY ({query}) TO {sql_str(path)} (FORMAT parquet, COMPRESSION zstd)")
 
 
+def parquet(path: Path | str) -> str:
+    """SQL reading one Parquet file as it is: DuckDB would otherwise add a column for each `key=value`
+    folder in its path (a partition's `date=...`, or a version folder named after it)."""
+    return f"read_parquet({sql_str(path)}, hive_partitioning = false)"
+
+
 def row_count(con: duckdb.DuckDBPyConnection, file: Path) -> int:
     """Rows in a Parquet file, from its footer."""
     if not Path(file).is_file():
         return 0
-    (count,) = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(file)}, hive_partitioning = false)").fetchone()
+    (count,) = con.execute(f"SELECT count(*) FROM {parquet(file)}").fetchone()
     return int(count)

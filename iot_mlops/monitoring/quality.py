@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, connect, ident, sql_str
+from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, connect, ident, parquet, sql_str
 from iot_mlops.profiles.monitoring import Severity
 from iot_mlops.profiles.schema import FleetProfile
 
@@ -68,7 +68,7 @@ def check_partition(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPr
     for file in (valid_file, quarantine_file):
         if not file.is_file():
             raise QualityError(f"{fleet}: no partition {file} for {day}; materialize {fleet}/telemetry for that day first")
-    valid, quarantine = f"read_parquet({sql_str(valid_file)}, hive_partitioning = false)", f"read_parquet({sql_str(quarantine_file)}, hive_partitioning = false)"
+    valid, quarantine = f"{parquet(valid_file)}", f"{parquet(quarantine_file)}"
     devices, std = _device_stats(con, valid, profile)
     flags = _flag_rows(con, valid, profile, std)
     n_valid = int(devices["rows"].sum())
@@ -186,7 +186,7 @@ def _dropouts(con: duckdb.DuckDBPyConnection, lake: Lake, quarantine: str, devic
     known_file = lake.table_file(profile.name, "devices")
     known = set()
     if known_file.is_file():
-        known = {d for (d,) in con.execute(f"SELECT device_id FROM read_parquet({sql_str(known_file)}, hive_partitioning = false)").fetchall()}
+        known = {d for (d,) in con.execute(f"SELECT device_id FROM {parquet(known_file)}").fetchall()}
     path = sql_str("$." + json.dumps(profile.source.telemetry.device_column or profile.device_column))
     sent = {d for (d,) in con.execute(f"SELECT DISTINCT trim(json_extract_string(record, {path})) FROM {quarantine}").fetchall()}
     unusable = sorted((sent & known) - set(devices["device_id"]))

@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from iot_mlops.lake import Lake, atomic_write, ident, sql_str
+from iot_mlops.lake import Lake, atomic_write, ident, parquet
 from iot_mlops.lake.store import write_query
 from iot_mlops.profiles.monitoring import DriftSpec
 from iot_mlops.profiles.schema import FleetProfile
@@ -173,7 +173,7 @@ def build_reference(con: duckdb.DuckDBPyConnection, relation: str, kinds: dict[s
                     key: tuple[str, ...] = KEY) -> ReferenceProfile:
     """Write the raw sample of `relation` to `sample_target` (atomically), then profile every feature in one pass."""
     write_query(con, sample_sql(relation, kinds, spec.reference_sample, key), sample_target)
-    sample = con.execute(f"SELECT * FROM read_parquet({sql_str(sample_target)}, hive_partitioning = false)").fetchnumpy()
+    sample = con.execute(f"SELECT * FROM {parquet(sample_target)}").fetchnumpy()
     binning = {f: bin_edges(finite_values(sample[f]), spec.bins) for f, k in kinds.items() if k == "numeric"}
     row = list(con.execute(profile_sql(relation, kinds, {f: b[1] for f, b in binning.items()})).fetchone())
     rows = int(row.pop(0))
@@ -204,7 +204,7 @@ def profile_path(lake: Lake, fleet: str) -> Path:
 def write_reference_profile(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile,
                             dataset: DatasetReport) -> ReferenceProfile:
     """Profile the train split of a just-built training dataset; written beside it, sample first, atomically."""
-    relation = f"(SELECT * FROM read_parquet({sql_str(dataset.path)}, hive_partitioning = false) WHERE split = 'train')"
+    relation = f"(SELECT * FROM {parquet(dataset.path)} WHERE split = 'train')"
     names = [name for name, *_ in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
     features, categorical = feature_columns(pd.DataFrame(columns=names), profile)
     ignored = profile.monitoring.drift.ignore

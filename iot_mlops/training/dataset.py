@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 
 from iot_mlops.features.sql import interval
-from iot_mlops.lake import Lake, atomic_write, sql_str
+from iot_mlops.lake import Lake, atomic_write, parquet, sql_str
 from iot_mlops.profiles.schema import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
 from iot_mlops.training.labels import label_column
@@ -129,7 +129,7 @@ def build_dataset(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
     report = DatasetReport(path=target, fingerprint=fingerprint(target), boundaries=bounds, window=(start, end))
     sums = ", ".join(f"coalesce(sum({label_column(c)}), 0)" for c in profile.components)
     for name, rows, *positives in con.execute(
-        f"SELECT split, count(*), {sums} FROM read_parquet({sql_str(target)}, hive_partitioning = false) GROUP BY split"
+        f"SELECT split, count(*), {sums} FROM {parquet(target)} GROUP BY split"
     ).fetchall():
         report.rows[name] = int(rows)
         report.positives[name] = {c: int(n) for c, n in zip(profile.components, positives)}
