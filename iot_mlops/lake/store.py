@@ -24,8 +24,8 @@ _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
 
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection for one step; timestamps are UTC."""
-    con = duckdb.connect(":memory:")
+    """An in-memory DuckDB connection for one step; timestamps are UTC; no progress bar in logs."""
+    con = duckdb.connect(":memory:", config={"enable_progress_bar": False})
     con.execute("SET TimeZone = 'UTC'")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
