@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from iot_mlops.automation.replay import QUIET, Tick, run_night, tick_sensors
+from iot_mlops.automation.daemon import running_daemon, wait_for_ticks
+from iot_mlops.automation.replay import QUIET, Tick, run_night
 from iot_mlops.definitions import build_definitions
 from iot_mlops.demo_feedback import technician_feedback
 from iot_mlops.features.online import TABLE as ONLINE_TABLE
@@ -127,6 +129,17 @@ def _run(job, instance, label: str, keys: list[dg.AssetKey], echo, tags=None, ru
     return result
 
 
+def daemon_log() -> Path:
+    return get_settings().data_dir.resolve() / "logs" / "dagster-daemon.log"
+
+
+def daemon_env(fleet: str) -> dict[str, str]:
+    """The demo's search budget for retraining runs the daemon starts, as `training_config` gives the first one."""
+    budget = training_config(fleet)["ops"][f"{fleet}__failure_model"]["config"]
+    return {"IOT_MLOPS_RETRAINING_SEARCH_ITERATIONS": str(budget["search_iterations"]),
+            "IOT_MLOPS_RETRAINING_SEARCH_FOLDS": str(budget["search_folds"])}
+
+
 def training_config(fleet: str) -> dict:
     """One hyperparameter candidate and two folds: the demo favours time over a search."""
     return {"ops": {f"{fleet}__failure_model": {"config": {"search_iterations": 1, "search_folds": 2}}}}
@@ -170,18 +183,23 @@ def run_demo(devices: int = 300, days: int = 28, end: date | None = None, fleet:
     results.update({n: _metadata(result, key(n)) for n in ("failure_model", "champion_gate")})
     _summarize_history(summary, results)
 
-    echo(f"[4/5] replaying {len(replay)} nights (nightly schedule, technician feedback, sensor ticks)")
-    for day in replay:
-        started = time.perf_counter()
-        runs = run_night(defs, instance, fleet, day)
-        summary.run_ids.extend(r.run_id for r in runs)
-        metadata = {n: next((_metadata(r, key(n)) for r in runs if _metadata(r, key(n))), {}) for n in ("drift_report", "predictions")}
-        given = technician_feedback(sim_profile, day)
-        ticks = tick_sensors(defs, instance, fleet, training_config(fleet))
-        night = Night(day, all(r.success for r in runs), metadata["drift_report"].get("drift_share"),
-                      int(metadata["predictions"].get("alerts", 0)), given, ticks)
-        summary.nights.append(night)
-        echo(_night_line(night, time.perf_counter() - started))
+    echo(f"[4/5] replaying {len(replay)} nights: the nightly schedule's runs and technician feedback here, the "
+         "retraining sensors ticking in the Dagster daemon")
+    with running_daemon(fleet, daemon_log(), env=daemon_env(fleet)) as daemon:
+        since = time.time()
+        for day in replay:
+            started = time.perf_counter()
+            runs = run_night(defs, instance, fleet, day)
+            summary.run_ids.extend(r.run_id for r in runs)
+            metadata = {n: next((_metadata(r, key(n)) for r in runs if _metadata(r, key(n))), {}) for n in ("drift_report", "predictions")}
+            given = technician_feedback(sim_profile, day)
+            ticks = wait_for_ticks(instance, fleet, since, time.time(), daemon)
+            since = time.time()
+            summary.run_ids.extend(t.run_id for t in ticks if t.run_id)
+            night = Night(day, all(r.success for r in runs), metadata["drift_report"].get("drift_share"),
+                          int(metadata["predictions"].get("alerts", 0)), given, ticks)
+            summary.nights.append(night)
+            echo(_night_line(night, time.perf_counter() - started))
     today = window[-1] + timedelta(days=1)
     if today == datetime.now(UTC).date():
         until = landed_until(sim_profile, today)
@@ -224,6 +242,8 @@ def _night_line(night: Night, seconds: float) -> str:
         if tick.action == "requested":
             outcome = "succeeded" if tick.run_success else "FAILED"
             lines.append(f"    {tick.sensor}: RETRAINING run {tick.run_id[:8]} {outcome} ({tick.reason})")
+        elif tick.action == "failed":
+            lines.append(f"    {tick.sensor}: tick FAILED ({tick.reason}); see the sensor's page in the Dagster UI")
         elif "skipped:" in tick.reason:
             lines.append(f"    {tick.sensor}: {tick.reason}")
     return "\n".join(lines)

@@ -21,7 +21,16 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None  # SQLite under data/mlflow by default
     mlflow_artifacts_dir: Path | None = None
     sensor_interval_seconds: int = Field(60, ge=1)  # least time between two evaluations of a retraining sensor
+    # Fleets whose retraining sensors run from the start, without a toggle in the UI (comma-separated).
+    sensors_running: str = ""
+    # Hyperparameter search of sensor-started retraining runs; unset keeps the failure_model config defaults.
+    retraining_search_iterations: int | None = Field(None, ge=1)
+    retraining_search_folds: int | None = Field(None, ge=2)
     mlflow_ui_url: str = "http://127.0.0.1:5000"  # where `mlflow ui` serves; metadata links to run pages there
+
+    @property
+    def sensors_running_fleets(self) -> set[str]:
+        return {f.strip() for f in self.sensors_running.split(",") if f.strip()}
 
     @property
     def lake(self) -> Path:

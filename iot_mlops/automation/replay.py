@@ -11,6 +11,7 @@ from iot_mlops.automation.retraining import retraining_job_name
 from iot_mlops.automation.sensors import CONDITIONS
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+SCHEDULE_TAG = "dagster/schedule_name"  # the tag Dagster's scheduler puts on its runs; the schedule's page lists them
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class Tick:
     """One sensor evaluation: what it decided, and the run it started if any."""
 
     sensor: str
-    action: str  # "requested" or "skipped"
+    action: str  # "requested", "skipped" or "failed"
     reason: str
     run_key: str | None = None
     run_id: str | None = None
@@ -27,7 +28,8 @@ class Tick:
 
 def run_night(defs: dg.Definitions, instance: dg.DagsterInstance, fleet: str, night_of: date,
               run_config: dict | None = None) -> list[dg.ExecuteInProcessResult]:
-    """Execute the nightly schedule's run requests for the night after `night_of` (so `night_of` is 'yesterday')."""
+    """Execute the nightly schedule's run requests for the night after `night_of` (so `night_of` is 'yesterday'),
+    tagged as the schedule's runs."""
     schedule = defs.resolve_schedule_def(f"{fleet}_nightly")
     tz_now = datetime.combine(night_of + timedelta(days=1), time(2, 0), tzinfo=UTC)
     with dg.build_schedule_context(instance=instance, scheduled_execution_time=tz_now,
@@ -38,7 +40,7 @@ def run_night(defs: dg.Definitions, instance: dg.DagsterInstance, fleet: str, ni
     for request in data.run_requests or []:
         result = job.execute_in_process(
             instance=instance, partition_key=request.partition_key, asset_selection=list(request.asset_selection or []),
-            tags=dict(request.tags), run_config={**QUIET, **(run_config or {})}, raise_on_error=False,
+            tags={**request.tags, SCHEDULE_TAG: schedule.name}, run_config={**QUIET, **(run_config or {})}, raise_on_error=False,
         )
         results.append(result)
     return results

@@ -39,7 +39,16 @@ def sensor_result(context: dg.SensorEvaluationContext, profile: FleetProfile, co
     if outcome.verdict.action != "trigger":
         return dg.SkipReason(outcome.verdict.reason)
     context.log.info(f"{profile.name}: retraining triggered: {outcome.verdict.reason}")
-    return dg.RunRequest(run_key=outcome.verdict.run_key, tags={**outcome.tags, FLEET_TAG: profile.name})
+    return dg.RunRequest(run_key=outcome.verdict.run_key, tags={**outcome.tags, FLEET_TAG: profile.name},
+                         run_config=search_config(profile.name))
+
+
+def search_config(fleet: str) -> dict:
+    """Run config of a sensor-started retraining: the search budget from settings, if set."""
+    settings = get_settings()
+    budget = {"search_iterations": settings.retraining_search_iterations, "search_folds": settings.retraining_search_folds}
+    budget = {k: v for k, v in budget.items() if v is not None}
+    return {"ops": {f"{fleet}__failure_model": {"config": budget}}} if budget else {}
 
 
 def drift(profile: FleetProfile, lake: LakeResource, registry: RegistryResource, store: StoreResource) -> Condition:
@@ -92,11 +101,13 @@ def retraining_sensors(profile: FleetProfile) -> list[dg.SensorDefinition]:
 
 
 def _sensor(profile: FleetProfile, sensor_name: str, condition_of: Callable[..., Condition], what: str) -> dg.SensorDefinition:
-    policy, interval = profile.monitoring.retraining, get_settings().sensor_interval_seconds
+    settings = get_settings()
+    policy, interval = profile.monitoring.retraining, settings.sensor_interval_seconds
+    running = profile.name in settings.sensors_running_fleets
 
     @dg.sensor(
         name=f"{profile.name}_{sensor_name}", job_name=retraining_job_name(profile.name), minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.STOPPED,
+        default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
         description=(f"Retrain {profile.name} when {what}. Cooldown {format_duration(policy.cooldown)}, at most {policy.max_per_day} per day, "
                      f"at least {policy.min_new_days} new feature days; every decision goes to the decision log."),
     )

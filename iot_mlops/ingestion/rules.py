@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-import duckdb
 
-from iot_mlops.lake import ident, sql_str
+from iot_mlops.lake import connect, ident, sql_str
 from iot_mlops.profiles.schema_types import DEVICE_ID
 
 NUMERIC_TYPES = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "INTEGER", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT")
@@ -73,7 +72,7 @@ Layer = list[tuple[str, str]]
 @cache
 def _zone_names() -> str:
     """The zone names DuckDB knows, as a SQL list (an unknown name makes timezone() raise)."""
-    with duckdb.connect() as con:
+    with connect() as con:
         names = [name for (name,) in con.execute("SELECT name FROM pg_timezone_names() ORDER BY name").fetchall()]
     return "[" + ", ".join(sql_str(n) for n in names) + "]"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from iot_mlops.lake import parquet, sql_str
+from iot_mlops.lake import connect, parquet, sql_str
 from iot_mlops.profiles.schema import TableSpec
 
 
@@ -51,7 +51,7 @@ def _csv_options(path: str, mtime_ns: int, size: int) -> str:
     options = "all_varchar = true, header = true, null_padding = true, parallel = false, store_rejects = true, hive_partitioning = false"
     if size == 0:
         return options
-    with duckdb.connect() as con:
+    with connect() as con:
         found = con.execute(
             f"SELECT Delimiter, Quote, Escape, Columns FROM sniff_csv({sql_str(path)}, header = true, null_padding = false,"
             " ignore_errors = true, all_varchar = true)"

@@ -24,9 +24,10 @@ _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
 
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection for one step; timestamps are UTC."""
+    """An in-memory DuckDB connection for one step; timestamps are UTC; no progress bar in logs."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     return con

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from iot_mlops.lake import Lake, sql_str
+from iot_mlops.lake import Lake, connect, sql_str
 from iot_mlops.monitoring.reference import (
     FeatureReference,
     ReferenceProfile,
@@ -222,7 +222,7 @@ def drift_history(lake: Lake, fleet: str) -> list[tuple[date, float, bool]]:
         return []
     files = {str(lake.partition_file(fleet, TABLE, d)): d for d in days}
     listed = ", ".join(sql_str(f) for f in files)
-    with duckdb.connect() as con:
+    with connect() as con:
         rows = con.execute(f"SELECT filename, any_value(drift_share), bool_or(dataset_drift) FROM read_parquet([{listed}], "
                            "filename = true, hive_partitioning = false) GROUP BY filename").fetchall()
     return sorted((files[name], float(share), bool(drift)) for name, share, drift in rows)

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from iot_mlops.automation.replay import tick_sensors
+from iot_mlops.automation.daemon import recorded_ticks, sensor_names
+from iot_mlops.automation.replay import SCHEDULE_TAG, tick_sensors
 from iot_mlops.definitions import build_definitions
 from iot_mlops.demo import run_demo, training_config
 from iot_mlops.lake import Lake
@@ -59,6 +60,18 @@ def test_drift_triggers_one_retraining_and_the_gate_decides(small_heaters: Path)
     assert tick.run_success
     instance = dg.DagsterInstance.get()
     assert instance.get_runs_count(dg.RunsFilter(job_name=f"{FLEET}_retraining")) == 1
+
+    # The story is in the instance the UI reads: the daemon's ticks of every sensor, with their skip reasons, the
+    # drift sensor's tick linked to the run it requested, and the nights as the nightly schedule's runs.
+    ticks = recorded_ticks(instance, sensor_names(FLEET))
+    assert set(ticks) == set(sensor_names(FLEET)) and all(len(found) >= NIGHTS for found in ticks.values())
+    assert not [t for found in ticks.values() for t in found if t.status.value == "FAILURE"]
+    assert all(t.skip_reason for found in ticks.values() for t in found if t.status.value == "SKIPPED")
+    requesting = [t for found in ticks.values() for t in found if t.run_ids]
+    assert [(t.instigator_name, list(t.run_ids)) for t in requesting] == [(f"{FLEET}_drift_sensor", [tick.run_id])]
+    assert instance.get_run_by_id(tick.run_id).tags["dagster/sensor_name"] == f"{FLEET}_drift_sensor"
+    nightly = instance.get_runs(dg.RunsFilter(job_name=f"{FLEET}_daily", tags={SCHEDULE_TAG: f"{FLEET}_nightly"}))
+    assert len({run.tags["iot_mlops/nightly"] for run in nightly}) == NIGHTS
 
     # A new version was registered and gated; the log links sensor -> run -> gate.
     name = f"{FLEET}_component_failure"

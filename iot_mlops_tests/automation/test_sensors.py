@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from iot_mlops.automation.sensors import retraining_sensors, search_config
 from iot_mlops.definitions import fleet_definitions
 from iot_mlops.monitoring.quality import ERROR, quality_history
 from iot_mlops.monitoring.resource import StoreResource
@@ -55,7 +56,7 @@ def test_storm_of_evaluations_requests_one_run(failing_fleet):
     assert [s for s, _ in requests] == ["data_quality_sensor"]
     _, request = requests[0]
     assert request.run_key == f"data_quality_sensor:quality:{DAYS[1]}"
-    assert request.tags["iot_mlops/trigger"] == "data_quality_sensor"
+    assert request.tags["iot_mlops/trigger"] == "data_quality_sensor" and request.run_config == {}
     log = defs.resources["registry"].decision_log()
     triggered = log.list(fleet=fleet.name, actions={"retrain_triggered"})
     assert len(triggered) == 1 and request.tags["iot_mlops/decision_id"] == str(triggered[0].id)
@@ -89,3 +90,17 @@ def test_calm_fleet_decides_nothing(fleet: Fleet, tmp_path: Path):
         assert not data.run_requests and data.skip_message
     assert registry.decision_log().list(fleet=fleet.name) == []
     assert len(DEVICES) == 3
+
+
+def test_a_deployment_can_start_a_fleets_sensors_on_with_a_search_budget(fleet: Fleet, monkeypatch: pytest.MonkeyPatch):
+    """IOT_MLOPS_SENSORS_RUNNING turns on the named fleets' sensors only; the budget reaches the run request's config."""
+    def statuses() -> set:
+        return {sensor.default_status for sensor in retraining_sensors(fleet.profile())}
+
+    assert statuses() == {dg.DefaultSensorStatus.STOPPED} and search_config(fleet.name) == {}
+    monkeypatch.setenv("IOT_MLOPS_SENSORS_RUNNING", f"other, {fleet.name}")
+    monkeypatch.setenv("IOT_MLOPS_RETRAINING_SEARCH_ITERATIONS", "1")
+    assert statuses() == {dg.DefaultSensorStatus.RUNNING}
+    assert search_config(fleet.name) == {"ops": {f"{fleet.name}__failure_model": {"config": {"search_iterations": 1}}}}
+    monkeypatch.setenv("IOT_MLOPS_SENSORS_RUNNING", "other")
+    assert statuses() == {dg.DefaultSensorStatus.STOPPED}

@@ -105,3 +105,9 @@ def test_writer_killed_before_publishing_leaves_previous_partitions(tmp_path: Pa
     lake.write_arrow_partitions("fleet", "t", [(DAYS[1], day_table(DAYS[1], rows=2))])
     assert read_values(lake, DAYS[1]) == [(v,) for v in day_table(DAYS[1], rows=2)["value"].to_pylist()]
     assert not [t for t in temps if t.parent.name == f"date={DAYS[1]}" and t.exists()], "the next write removes them"
+
+
+def test_a_step_connection_reads_utc_and_draws_no_progress_bar():
+    """A slow query on a loaded machine must not print DuckDB's progress bar into the demo's or a run's output."""
+    with connect() as con:
+        assert con.execute("SELECT current_setting('enable_progress_bar'), current_setting('TimeZone')").fetchone() == (False, "UTC")
