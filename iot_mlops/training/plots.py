@@ -24,18 +24,26 @@ PLOT_TITLES = {
 
 
 def confusion_figure(predictions: pd.DataFrame, components: list[str]) -> Figure:
-    """One 2x2 confusion matrix per component (predictions has y_<c> and pred_<c>)."""
-    fig, axes = plt.subplots(1, len(components), figsize=(3.2 * len(components), 3.2), squeeze=False)
-    for ax, comp in zip(axes[0], components):
+    """One 2x2 confusion matrix per component (predictions has y_<c> and pred_<c>), two per row.
+
+    Two per row keep the image about as wide as the curves (500 px), so the asset page shows it whole.
+    """
+    columns = min(2, len(components))
+    rows = -(-len(components) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.5 * columns, 2.5 * rows), squeeze=False)
+    for ax in axes.flat[len(components):]:
+        ax.set_axis_off()
+    for ax, comp in zip(axes.flat, components):
         matrix = confusion_matrix(predictions[f"y_{comp}"], predictions[f"pred_{comp}"], labels=[0, 1])
         ax.imshow(matrix, cmap="Blues")
         for (i, j), n in np.ndenumerate(matrix):
-            ax.text(j, i, str(n), ha="center", va="center", color="black")
+            ax.text(j, i, str(n), ha="center", va="center", color="white" if n > matrix.max() / 2 else "black")
         ax.set_xticks([0, 1], ["ok", "fails"])
         ax.set_yticks([0, 1], ["ok", "fails"])
         ax.set_title(comp)
         ax.set_xlabel("predicted")
-    axes[0][0].set_ylabel("actual")
+    for row in axes:
+        row[0].set_ylabel("actual")
     fig.tight_layout()
     return fig
 

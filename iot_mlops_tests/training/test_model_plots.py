@@ -52,3 +52,19 @@ def test_failure_model_metadata_shows_each_logged_plot_inline(azure_trained: Azu
         assert match and match["alt"].startswith(title)
         assert match["image"] == artifact_file_url(ui_url, run_id, name) and name in logged
         assert match["page"] == run_page_url(ui_url, experiment_id, run_id, name)
+
+
+def test_confusion_matrices_are_two_per_row_about_as_wide_as_the_curves():
+    import numpy as np
+    import pandas as pd
+
+    from iot_mlops.training.plots import confusion_figure, curves_figure
+
+    rng = np.random.default_rng(0)
+    components = ["a", "b", "c", "d", "e"]
+    frame = pd.DataFrame({f"{k}_{c}": rng.integers(0, 2, 50) for c in components for k in ("y", "pred")})
+    frame = frame.assign(**{f"p_{c}": rng.random(50) for c in components})
+    matrices, curves = confusion_figure(frame, components), curves_figure(frame, components, "pr")
+    width, height = matrices.get_size_inches()
+    assert width <= curves.get_size_inches()[0] and height > width  # 3 rows of 2, not 5 side by side
+    assert [ax.get_title() for ax in matrices.axes if ax.axison] == components
