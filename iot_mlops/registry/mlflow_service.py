@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import mlflow
 import mlflow.sklearn
@@ -62,6 +63,7 @@ class ModelVersionInfo:
     version: str
     run_id: str
     model_uri: str
+    experiment_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,12 @@ def run_page_url(ui_url: str, experiment_id: str, run_id: str, artifact: str | N
     """The MLflow UI page of a run, opened on one of its artifacts when given."""
     page = f"{without_credentials(ui_url).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"{page}/artifactPath/{artifact}" if artifact else page
+
+
+def artifact_file_url(ui_url: str, run_id: str, artifact: str) -> str:
+    """The raw file of a run's artifact as the MLflow UI's server sends it (e.g. a PNG an <img> can show)."""
+    query = urlencode({"path": artifact, "run_uuid": run_id})
+    return f"{without_credentials(ui_url).rstrip('/')}/get-artifact?{query}"
 
 
 def _check_trusted(types: list[str], what: str) -> list[str]:
@@ -190,7 +198,7 @@ class ModelRegistry:
             self.client.set_terminated(run_id, status="FAILED")
             raise
         self.client.set_terminated(run_id)
-        return ModelVersionInfo(model_name, version, run_id, f"models:/{model_name}/{version}")
+        return ModelVersionInfo(model_name, version, run_id, f"models:/{model_name}/{version}", experiment_id)
 
     def log_report(self, experiment: str, run_name: str, report: Path, *, artifact_dir: str | None = None,
                    metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None) -> tuple[str, str]:

@@ -11,13 +11,15 @@ from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.reference import write_reference_profile
 from iot_mlops.partitions import daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile
+from iot_mlops.registry.mlflow_service import artifact_file_url, run_page_url
 from iot_mlops.registry.resource import RegistryResource
+from iot_mlops.settings import get_settings
 from iot_mlops.training.anomaly import train_anomaly_model
 from iot_mlops.training.dataset import build_dataset, load_dataset_report
 from iot_mlops.training.labels import compute_labels
 from iot_mlops.training.metrics import per_component_markdown
 from iot_mlops.training.model import ModelConfig
-from iot_mlops.training.plots import figure_markdown
+from iot_mlops.training.plots import PLOT_TITLES, plot_markdown
 from iot_mlops.training.runs import log_anomaly_model, log_failure_model, model_name
 from iot_mlops.training.train import train_failure_model
 from iot_mlops.profiles.schema_types import format_duration
@@ -145,8 +147,11 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
             "params": dg.MetadataValue.json({k: str(v) for k, v in result.params.items()}),
             "thresholds": dg.MetadataValue.json(result.thresholds), "dataset_fingerprint": dataset.fingerprint,
         }
-        for name, fig in logged.figures.items():
-            metadata[name.removesuffix(".png")] = dg.MetadataValue.md(figure_markdown(fig, name))
+        ui_url, version = get_settings().mlflow_ui_url, logged.version
+        for name in logged.figures:  # shown inline on the asset page, served by `mlflow ui` (see plot_markdown)
+            page = run_page_url(ui_url, version.experiment_id, version.run_id, name)
+            markdown = plot_markdown(PLOT_TITLES.get(name, name), artifact_file_url(ui_url, version.run_id, name), page)
+            metadata[name.removesuffix(".png")] = dg.MetadataValue.md(markdown)
         return dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -14,20 +11,39 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve  # noqa: E402
 
+# Dagster's asset page shows a Markdown metadata value inline only when shorter than this (MetadataEntry.tsx).
+INLINE_MARKDOWN_LIMIT = 1000
+
+# Each logged plot of a failure model and its title in metadata.
+PLOT_TITLES = {
+    "confusion_matrix.png": "Confusion matrices",
+    "precision_recall.png": "Precision-recall curves",
+    "roc.png": "ROC curves",
+    "feature_importance.png": "Feature importance",
+}
+
 
 def confusion_figure(predictions: pd.DataFrame, components: list[str]) -> Figure:
-    """One 2x2 confusion matrix per component (predictions has y_<c> and pred_<c>)."""
-    fig, axes = plt.subplots(1, len(components), figsize=(3.2 * len(components), 3.2), squeeze=False)
-    for ax, comp in zip(axes[0], components):
+    """One 2x2 confusion matrix per component (predictions has y_<c> and pred_<c>), two per row.
+
+    Two per row keep the image about as wide as the curves (500 px), so the asset page shows it whole.
+    """
+    columns = min(2, len(components))
+    rows = -(-len(components) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.5 * columns, 2.5 * rows), squeeze=False)
+    for ax in axes.flat[len(components):]:
+        ax.set_axis_off()
+    for ax, comp in zip(axes.flat, components):
         matrix = confusion_matrix(predictions[f"y_{comp}"], predictions[f"pred_{comp}"], labels=[0, 1])
         ax.imshow(matrix, cmap="Blues")
         for (i, j), n in np.ndenumerate(matrix):
-            ax.text(j, i, str(n), ha="center", va="center", color="black")
+            ax.text(j, i, str(n), ha="center", va="center", color="white" if n > matrix.max() / 2 else "black")
         ax.set_xticks([0, 1], ["ok", "fails"])
         ax.set_yticks([0, 1], ["ok", "fails"])
         ax.set_title(comp)
         ax.set_xlabel("predicted")
-    axes[0][0].set_ylabel("actual")
+    for row in axes:
+        row[0].set_ylabel("actual")
     fig.tight_layout()
     return fig
 
@@ -64,9 +80,12 @@ def importance_figure(importance: pd.Series, top: int = 20) -> Figure:
     return fig
 
 
-def figure_markdown(fig: Figure, title: str) -> str:
-    """A figure as an inline PNG in Markdown, for Dagster metadata."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return f"![{title}](data:image/png;base64,{encoded})"
+def plot_markdown(title: str, image_url: str, page_url: str) -> str:
+    """A logged plot as Markdown short enough for Dagster's asset page to render inline: the image, linking to its page.
+
+    The asset page renders a Markdown entry only under INLINE_MARKDOWN_LIMIT characters (longer ones, such as a
+    base64 PNG, sit behind "[Show Markdown]"), so the image is a URL (MLflow's server sends the logged file); its
+    alt text says what to start when that server is not running. URLs too long for that leave a plain link.
+    """
+    text = f"[![{title} (start mlflow ui to see it)]({image_url})]({page_url})"
+    return text if len(text) < INLINE_MARKDOWN_LIMIT else f"[{title}]({page_url})"
