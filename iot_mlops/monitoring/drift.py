@@ -6,6 +6,7 @@ DataDriftPreset configured with the same methods and thresholds: PSI with Eviden
 scaled to the day (p < threshold), scipy's two-sample KS (p <= threshold). One difference: our PSI
 bins are the reference's quantile bins (or one bin per value for discrete features), Evidently's
 are Sturges bins over reference and current together, so PSI values differ, the verdicts rarely.
+Our PSI and chi-square thresholds are also raised to what a healthy reference day reaches (calibration.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from iot_mlops.lake import Lake, connect, sql_str
+from iot_mlops.monitoring.stattests import chi_square, psi
 from iot_mlops.monitoring.reference import (
     FeatureReference,
     ReferenceProfile,
@@ -100,34 +102,6 @@ def strength(f: FeatureDrift) -> float:
     return math.inf if not f.p_value else math.log(f.p_value) / math.log(f.threshold)
 
 
-def shares(counts: np.ndarray) -> np.ndarray:
-    """Counts as shares, zeros filled the way Evidently's get_binned_data does (so PSI stays finite)."""
-    share = counts / counts.sum()
-    smallest = share[share > 0].min()
-    share[share == 0] = smallest / 10**6 if smallest <= 0.0001 else 0.0001
-    return share
-
-
-def psi(reference: list[int], current: list[int]) -> float:
-    """Population stability index of current bin counts against reference bin counts (both non-empty)."""
-    ref, cur = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)
-    seen = (ref > 0) | (cur > 0)  # like Evidently's keys: only bins holding a value on either side
-    ref, cur = shares(ref[seen]), shares(cur[seen])
-    return float(np.sum((ref - cur) * np.log(ref / cur)))
-
-
-def chi_square(reference: dict[str, int], current: dict[str, int]) -> tuple[float, float]:
-    """Chi-square of the current category counts against the reference's scaled to the current total: (stat, p)."""
-    keys = sorted(set(reference) | set(current))
-    if len(keys) < 2:  # one category on both sides: nothing can differ (scipy would return NaN)
-        return 0.0, 1.0
-    observed = np.array([current.get(k, 0) for k in keys], dtype=float)
-    expected = np.array([reference.get(k, 0) for k in keys], dtype=float) * observed.sum() / sum(reference.values())
-    with np.errstate(divide="ignore", invalid="ignore"):  # a new category: expected 0, statistic inf, p 0
-        result = stats.chisquare(observed, expected)
-    return float(result.statistic), float(result.pvalue)
-
-
 def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov (scipy, two-sided, as Evidently calls it): (D, p)."""
     result = stats.ks_2samp(reference, current)
@@ -147,8 +121,11 @@ def compare_feature(ref: FeatureReference, count: int, mean: float | None, histo
         return FeatureDrift(method="missing", statistic=None, p_value=None, threshold=threshold, drifted=True, **common)
     if not numeric:
         stat, p = chi_square(dict(zip(ref.categories, ref.counts)), {str(k): int(v) for k, v in (histogram or {}).items()})
-        return FeatureDrift(method="chisquare", statistic=stat, p_value=p, threshold=threshold, drifted=p < threshold, **common)
+        beyond_null = ref.null_threshold is None or stat > ref.null_threshold
+        return FeatureDrift(method="chisquare", statistic=stat, p_value=p, threshold=threshold,
+                            drifted=p < threshold and beyond_null, **common)
     value = psi(ref.counts, counts_by_bin(histogram, ref.edges))
+    threshold = max(threshold, ref.null_threshold or 0.0)
     if ks_sample is not None and len(ks_sample) and ks_current is not None:
         d, p = ks(ks_sample, ks_current)
         return FeatureDrift(method="ks", statistic=d, p_value=p, threshold=spec.p_value, drifted=p <= spec.p_value,

@@ -21,6 +21,7 @@ import pandas as pd
 
 from iot_mlops.lake import Lake, atomic_write, ident, parquet
 from iot_mlops.lake.store import write_query
+from iot_mlops.monitoring.calibration import calibrate
 from iot_mlops.profiles.monitoring import DriftSpec
 from iot_mlops.profiles.schema import FleetProfile
 from iot_mlops.training.dataset import TABLE, DatasetReport, fingerprint
@@ -54,6 +55,9 @@ class FeatureReference:
     std: float | None = None
     min: float | None = None
     max: float | None = None
+    # The statistic (numeric: PSI, categorical: chi-square) a healthy day of the reference reaches against the
+    # rest of it, at the calibration quantile; None when the reference was not calibrated (or too few days).
+    null_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,9 +153,11 @@ def double_list(values: list[float]) -> str:
     return "[" + ", ".join(f"CAST('{v!r}' AS DOUBLE)" for v in values) + "]"
 
 
-def profile_sql(relation: str, kinds: dict[str, str], edges: dict[str, list[float]], moments: bool = True) -> str:
+def profile_sql(relation: str, kinds: dict[str, str], edges: dict[str, list[float]], moments: bool = True,
+                block: str | None = None) -> str:
     """One aggregate pass: rows; per numeric feature count, mean[, std, min, max] and bin histogram of its
-    finite values; per categorical feature count and histogram of its non-null values."""
+    finite values; per categorical feature count and histogram of its non-null values. With `block` (a SQL
+    expression), one row per block value, which comes first."""
     # Non-finite values become NULL in a projection: aggregates skip NULLs, and the plan stays flat
     # (a FILTER clause per aggregate made DuckDB's planning grow with the square of the feature count).
     values, aggregates = [], ["count(*)"]
@@ -165,13 +171,17 @@ def profile_sql(relation: str, kinds: dict[str, str], edges: dict[str, list[floa
         else:
             values.append(f"{col} AS {v}")
             aggregates += [f"count({v})", f"histogram({v})"]
-    return f"SELECT {', '.join(aggregates)} FROM (SELECT {', '.join(values)} FROM {relation})"
+    if block is None:
+        return f"SELECT {', '.join(aggregates)} FROM (SELECT {', '.join(values)} FROM {relation})"
+    return (f"SELECT block, {', '.join(aggregates)} FROM (SELECT {block} AS block, {', '.join(values)} FROM {relation}) "
+            "GROUP BY block ORDER BY block")
 
 
 def build_reference(con: duckdb.DuckDBPyConnection, relation: str, kinds: dict[str, str], spec: DriftSpec,
                     sample_target: Path, fleet: str = "", dataset_fingerprint: str = "",
-                    key: tuple[str, ...] = KEY) -> ReferenceProfile:
-    """Write the raw sample of `relation` to `sample_target` (atomically), then profile every feature in one pass."""
+                    key: tuple[str, ...] = KEY, block: str | None = None) -> ReferenceProfile:
+    """Write the raw sample of `relation` to `sample_target` (atomically), then profile every feature in one pass;
+    with `block` (e.g. the day of `ts`), calibrate each feature's drift threshold on the reference's own blocks."""
     write_query(con, sample_sql(relation, kinds, spec.reference_sample, key), sample_target)
     sample = con.execute(f"SELECT * FROM {parquet(sample_target)}").fetchnumpy()
     binning = {f: bin_edges(finite_values(sample[f]), spec.bins) for f, k in kinds.items() if k == "numeric"}
@@ -192,9 +202,28 @@ def build_reference(con: duckdb.DuckDBPyConnection, relation: str, kinds: dict[s
             categories = sorted(histogram)
             features.append(FeatureReference(name, kind, int(count), rows - int(count), "", [], categories,
                                              [int(histogram[c]) for c in categories]))
+    if block is not None and spec.calibrate:
+        features = calibrate(features, blocks(con, relation, kinds, binning, block), spec.null_quantile)
     return ReferenceProfile(fleet=fleet, dataset_fingerprint=dataset_fingerprint, rows=rows, bins=spec.bins,
                             features=features, sample_rows=len(next(iter(sample.values()), [])),
                             sample_fingerprint=fingerprint(sample_target))
+
+
+def blocks(con: duckdb.DuckDBPyConnection, relation: str, kinds: dict[str, str], binning: dict[str, tuple[str, list[float]]],
+           block: str) -> dict[str, list]:
+    """Per feature, each block's counts: per bin (numeric; None without edges) or per category."""
+    found: dict[str, list] = {name: [] for name in kinds}
+    for values in con.execute(profile_sql(relation, kinds, {f: b[1] for f, b in binning.items()}, False, block)).fetchall():
+        row = list(values[2:])  # after the block and its row count
+        for name, kind in kinds.items():
+            if kind == "numeric":
+                _count, _mean, histogram = row.pop(0), row.pop(0), row.pop(0)
+                edges = binning[name][1]
+                found[name].append(counts_by_bin(histogram, edges) if edges else None)
+            else:
+                _count, histogram = row.pop(0), row.pop(0)
+                found[name].append({str(k): int(v) for k, v in (histogram or {}).items()})
+    return found
 
 
 def profile_path(lake: Lake, fleet: str) -> Path:
@@ -212,7 +241,7 @@ def write_reference_profile(con: duckdb.DuckDBPyConnection, lake: Lake, profile:
     kinds = classify(con, relation, features, categorical)
     target = profile_path(lake, profile.name)
     reference = build_reference(con, relation, kinds, profile.monitoring.drift, target.with_name(SAMPLE_FILE),
-                                profile.name, dataset.fingerprint)
+                                profile.name, dataset.fingerprint, block="CAST(ts AS DATE)")
     atomic_write(target, lambda tmp: tmp.write_text(reference.to_json()))
     return replace(reference, path=target)
 

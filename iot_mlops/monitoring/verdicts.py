@@ -66,9 +66,22 @@ def explanation(comparison: VerdictComparison, ours: DriftResult, theirs: Eviden
          f"{reference.sample_rows}-row reference sample, counts over all {reference.rows} training rows), "
          f"chi-square p < {spec.p_value} for categories{ks}; over all {ours.rows} rows of the day. "
          "A feature with no value today counts as drifted."),
+        *calibration_line(reference, spec),
         (f"- Evidently ({methods}, same thresholds): on raw values of a bounded sample, {evidently_rows} rows of the day "
          f"against the {reference.sample_rows}-row reference sample. Its PSI bins are its own (equal-width over both "
          "samples together), so near the threshold a feature can drift for one and not the other; "
          "it skips a feature empty on either side."),
         f"- Drifted for one only: {c.disagree_markdown()}",
     ])
+
+
+def calibration_line(reference: ReferenceProfile, spec: DriftSpec) -> list[str]:
+    """How many of our thresholds were raised by calibration on the reference's own days (Evidently has none)."""
+    raised = [f for f in reference.features if f.null_threshold is not None]
+    if not raised:
+        return []
+    psi_raised = sum(f.kind == "numeric" and f.null_threshold > spec.psi_threshold for f in raised)
+    return [(f"- Ours also calibrated: a feature drifts only beyond what a healthy day of the reference reaches "
+             f"against the rest of it ({spec.null_quantile:.0%} quantile over its days); {psi_raised} PSI thresholds "
+             f"rose above {spec.psi_threshold} that way. Evidently uses the fixed thresholds only, so on a healthy "
+             "day it can flag more.")]

@@ -33,6 +33,10 @@ class DriftSpec(_Strict):
     bins: int = Field(10, ge=2, le=100)  # quantile bins of the reference profile
     psi_threshold: float = Field(0.2, gt=0)  # numeric feature drifted at PSI >= this
     p_value: float = Field(0.05, gt=0, lt=1)  # chi-square / KS: drifted below this p-value
+    # PSI and chi-square thresholds also calibrated on the reference's own days: a day is drifted only beyond
+    # this quantile of what a healthy reference day reaches against the rest (see monitoring/calibration.py).
+    calibrate: bool = True
+    null_quantile: float = Field(0.99, ge=0.5, lt=1)
     # Features left out of drift: e.g. time-since counters, which grow past any training window by construction.
     ignore: list[str] = []  # fnmatch patterns
     ks_features: list[str] = []  # numeric features also tested with KS on the raw reference sample
