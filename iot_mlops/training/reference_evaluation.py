@@ -1,4 +1,4 @@
-"""`iot-mlops evaluate`: our model and the reference recipe on the same reference split and rows."""
+"""`iot-mlops evaluate`: our model, the reference recipe and a plain baseline on the same split and rows."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from iot_mlops.profiles import FleetProfile, source_folder
 from iot_mlops.training.dataset import build_dataset
 from iot_mlops.training.labels import compute_labels
 from iot_mlops.training.model import ModelConfig
-from iot_mlops.training.reference_recipe import run_recipe
+from iot_mlops.training.reference_recipe import run_baseline, run_recipe
 from iot_mlops.training.train import TrainingResult, train_failure_model
 
 TABLE = "evaluation_dataset"
@@ -28,6 +28,7 @@ TABLE = "evaluation_dataset"
 class ReferenceEvaluation:
     ours: TrainingResult
     recipe: dict
+    baseline: dict
     rows: dict[str, int]
     split: tuple[str, str]
     horizon_h: int
@@ -44,6 +45,7 @@ class ReferenceEvaluation:
             "false_alarms_per_device_month": round(self.ours.test.events["false_alarms_per_device_month"], 4),
             "reference_macro_f1": round(self.recipe["macro_f1"], 4),
             "reference_per_class": {c: {k: round(m[k], 4) for k in ("precision", "recall", "f1")} for c, m in self.recipe["per_class"].items()},
+            "baseline": side_summary(self.baseline),
             "algorithm": self.algorithm,
             "rows": self.rows,
             "split": {"train_end": self.split[0], "test_start": self.split[1]},
@@ -90,26 +92,41 @@ def evaluate_reference(profile: FleetProfile, profile_dir: Path, lake: Lake, lan
     ours = train_failure_model(frame, profile, failures, config)
     seen, test = frame[frame["split"] != "test"], frame[frame["split"] == "test"]
     step("training the reference recipe on the same rows")
-    recipe = run_recipe(seen, test, profile)
+    recipe = run_recipe(seen, test, profile, failures)
+    step("training the baseline (HistGradientBoosting on raw sensors and their means) on the same rows")
+    baseline = run_baseline(seen, test, profile, failures)
     step("done")
     bounds = report.boundaries
     split_days = (str(bounds.val_end.date()), str(bounds.test_start.date()))
     rows = {"train": len(seen), "test": len(test)}
     horizon_h = int(profile.target.horizon.total_seconds() // 3600)
-    return ReferenceEvaluation(ours=ours, recipe=recipe, rows=rows, split=split_days, horizon_h=horizon_h, algorithm=config.algorithm)
+    return ReferenceEvaluation(ours=ours, recipe=recipe, baseline=baseline, rows=rows, split=split_days, horizon_h=horizon_h, algorithm=config.algorithm)
+
+
+def side_summary(side: dict) -> dict:
+    """A compared model's figures for the JSON: macro F1, per component, and its events."""
+    events = side["events"]
+    return {"macro_f1": round(side["macro_f1"], 4),
+            "per_class": {c: {k: round(m[k], 4) for k in ("precision", "recall", "f1")} for c, m in side["per_class"].items()},
+            "event_recall": round(events["event_recall"], 4),
+            "false_alarms_per_device_month": round(events["false_alarms_per_device_month"], 4)}
 
 
 def format_table(result: ReferenceEvaluation) -> str:
-    """Per-component precision/recall/F1 of ours and the recipe, side by side."""
-    lines = [f"{'component':<10} {'ours P':>7} {'ours R':>7} {'ours F1':>8} | {'recipe P':>8} {'recipe R':>8} {'recipe F1':>9}"]
-    for comp, m in result.ours.test.per_component.items():
-        r = result.recipe["per_class"][comp]
-        lines.append(f"{comp:<10} {m['precision']:>7.3f} {m['recall']:>7.3f} {m['f1']:>8.3f} | {r['precision']:>8.3f} {r['recall']:>8.3f} {r['f1']:>9.3f}")
-    lines.append(f"{'macro F1':<10} {'':>7} {'':>7} {result.ours.test.macro_f1:>8.3f} | {'':>8} {'':>8} {result.recipe['macro_f1']:>9.3f}")
-    events = result.ours.test.events
-    lines.append(
-        f"events: {events['failures_caught']}/{events['failures']} failures alerted within {result.horizon_h} h "
-        f"(event recall {events['event_recall']:.3f}), mean lead {events['mean_lead_time_h']:.1f} h, "
-        f"{events['false_alarms_per_device_month']:.2f} false alarms per device-month"
-    )
+    """Per-component precision/recall/F1 of ours, the recipe and the baseline side by side; then their events."""
+    sides = [("ours", result.ours.test.per_component, result.ours.test.macro_f1, result.ours.test.events),
+             ("recipe", result.recipe["per_class"], result.recipe["macro_f1"], result.recipe["events"]),
+             ("baseline", result.baseline["per_class"], result.baseline["macro_f1"], result.baseline["events"])]
+    lines = [f"{'component':<16}" + " | ".join(f"{name + ' P':>10} {name + ' R':>10} {name + ' F1':>11}" for name, *_ in sides)]
+    for comp in result.ours.test.per_component:
+        lines.append(f"{comp:<16}" + " | ".join(f"{per[comp]['precision']:>10.3f} {per[comp]['recall']:>10.3f} {per[comp]['f1']:>11.3f}"
+                                                for _, per, *_ in sides))
+    lines.append(f"{'macro F1':<16}" + " | ".join(f"{'':>10} {'':>10} {macro:>11.3f}" for _, _, macro, _ in sides))
+    for name, _, _, events in sides:
+        lead = f", mean lead {events['mean_lead_time_h']:.1f} h"
+        lines.append(
+            f"events ({name}): {events['failures_caught']}/{events['failures']} failures alerted within {result.horizon_h} h "
+            f"(event recall {events['event_recall']:.3f}){lead}, {events['false_alarms_per_device_month']:.2f} false alarms "
+            "per device-month"
+        )
     return "\n".join(lines)

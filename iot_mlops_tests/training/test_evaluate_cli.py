@@ -26,6 +26,11 @@ def test_evaluate_beats_the_reference_recipe_on_the_readme_split(azure_profile):
     assert summary["macro_f1"] > summary["reference_macro_f1"]
     assert summary["algorithm"] == azure_profile.training.algorithm
     assert summary["rows"]["train"] > 0 and summary["rows"]["test"] > 0
+    # The plain baseline on the same rows: its figures in the JSON and the table; ours is ahead of it too.
+    baseline = summary["baseline"]
+    assert set(baseline["per_class"]) == set(azure_profile.components) and 0 <= baseline["event_recall"] <= 1
+    assert summary["macro_f1"] > baseline["macro_f1"]
+    assert "baseline F1" in result.output and "events (baseline):" in result.output
 
 
 def test_evaluate_a_fleet_without_reference_split_uses_a_time_split_and_fails_in_one_line(fleet, monkeypatch):
