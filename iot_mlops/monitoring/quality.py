@@ -11,6 +11,7 @@ import duckdb
 import pandas as pd
 
 from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, connect, ident, parquet, sql_str
+from iot_mlops.monitoring.device_history import DeviceHistory, device_history
 from iot_mlops.profiles.monitoring import Severity
 from iot_mlops.profiles.schema import FleetProfile
 
@@ -70,14 +71,15 @@ def check_partition(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPr
             raise QualityError(f"{fleet}: no partition {file} for {day}; materialize {fleet}/telemetry for that day first")
     valid, quarantine = f"{parquet(valid_file)}", f"{parquet(quarantine_file)}"
     devices, std = _device_stats(con, valid, profile)
+    history = device_history(con, lake, profile, day)
     flags = _flag_rows(con, valid, profile, std)
     n_valid = int(devices["rows"].sum())
     by_reason = dict(con.execute(f"SELECT reason, count(*) FROM {quarantine} GROUP BY ALL ORDER BY 2 DESC, 1").fetchall())
     quarantined = sum(by_reason.values())
     rows_read = n_valid + quarantined
     return [
-        _stuck(con, flags, devices, profile),
-        _dropouts(con, lake, quarantine, devices, profile),
+        _stuck(con, flags, devices, profile, history),
+        _dropouts(con, lake, quarantine, devices, profile, history, day),
         _out_of_range(con, quarantine, by_reason, rows_read, profile),
         _spikes(con, flags, std, profile, n_valid),
         _result("quarantine_share", quarantined / rows_read if rows_read else 0.0, spec.quarantine_share,
@@ -97,13 +99,13 @@ def _device_stats(con: duckdb.DuckDBPyConnection, valid: str, profile: FleetProf
     frame = con.execute(
         f"""SELECT device_id, count(*) AS rows,
                    count(*) - count(*) FILTER (WHERE epoch_us(ts) // {interval} = epoch_us(prev_ts) // {interval}) AS slots,
-                   {stats}
+                   min(ts) AS first_ts, {stats}
             FROM (SELECT device_id, ts, lag(ts) OVER w AS prev_ts, {steps} FROM {valid} {WINDOW})
             GROUP BY GROUPING SETS ((device_id), ())"""
     ).df()
     fleet_row = frame[frame["device_id"].isna()]
-    devices = frame[frame["device_id"].notna()].iloc[:, :3].reset_index(drop=True)
-    values = fleet_row.iloc[0, 3:].tolist() if len(fleet_row) else [None] * 2 * len(names)
+    devices = frame[frame["device_id"].notna()].iloc[:, :4].reset_index(drop=True)
+    values = fleet_row.iloc[0, 4:].tolist() if len(fleet_row) else [None] * 2 * len(names)
     return devices, {s: (_num(values[2 * i]), _num(values[2 * i + 1])) for i, s in enumerate(names)}
 
 
@@ -145,8 +147,10 @@ def _flag_rows(con: duckdb.DuckDBPyConnection, valid: str, profile: FleetProfile
     return "quality_flags"
 
 
-def _stuck(con: duckdb.DuckDBPyConnection, flags: str, devices: pd.DataFrame, profile: FleetProfile) -> QualityResult:
-    """(device, sensor) pairs whose longest run of one repeated value lasts at least stuck_window."""
+def _stuck(con: duckdb.DuckDBPyConnection, flags: str, devices: pd.DataFrame, profile: FleetProfile,
+           history: DeviceHistory) -> QualityResult:
+    """(device, sensor) pairs whose longest run of one repeated value lasts at least stuck_window, unless the
+    pair was constant all of the device's previous day (constant by design, or already reported)."""
     spec = profile.monitoring.quality
     window_us = int(spec.stuck_window.total_seconds() * _US)
     flat = " UNION ALL ".join(
@@ -163,10 +167,14 @@ def _stuck(con: duckdb.DuckDBPyConnection, flags: str, devices: pd.DataFrame, pr
             QUALIFY row_number() OVER (PARTITION BY device_id, sensor ORDER BY minutes DESC) = 1
             ORDER BY minutes DESC, device_id, sensor"""
     ).df()
+    excused = pd.Series([(d, s) in history.constant_yesterday for d, s in zip(runs["device_id"], runs["sensor"])],
+                        index=runs.index, dtype=bool)
+    runs = runs[~excused]
     pairs = len(devices) * len(profile.sensors)
     details = {
         "pairs": pairs,
         "stuck_pairs": len(runs),
+        "constant_since_yesterday": int(excused.sum()),
         "window_minutes": spec.stuck_window.total_seconds() / 60,
         "by_sensor": {k: int(v) for k, v in runs["sensor"].value_counts().sort_index().items()},
         "worst": _records(runs.head(TOP)),
@@ -174,15 +182,19 @@ def _stuck(con: duckdb.DuckDBPyConnection, flags: str, devices: pd.DataFrame, pr
     return _result("stuck_sensors", len(runs) / pairs if pairs else 0.0, spec.stuck_share, details)
 
 
-def _dropouts(con: duckdb.DuckDBPyConnection, lake: Lake, quarantine: str, devices: pd.DataFrame, profile: FleetProfile) -> QualityResult:
-    """Share of expected sampling slots without a valid row, over the devices that reported that day.
+def _dropouts(con: duckdb.DuckDBPyConnection, lake: Lake, quarantine: str, devices: pd.DataFrame, profile: FleetProfile,
+              history: DeviceHistory, day: date) -> QualityResult:
+    """Share of expected sampling slots without a valid row, over the devices that reported that day, counting
+    only slots of each device's active life: from its first reading when it did not report yesterday, until
+    its failure when it failed today.
 
     A fleet device whose rows were all quarantined reported nothing usable: all its slots are
     missing; so is a day no device reported (1.0). Fleet devices that sent nothing are listed as
     silent, not counted: the devices table does not say when a device was installed.
     """
     spec = profile.monitoring.quality
-    expected = max(1, int(timedelta(days=1) / profile.sampling_interval))
+    interval = profile.sampling_interval
+    full = max(1, int(timedelta(days=1) / interval))
     known_file = lake.table_file(profile.name, "devices")
     known = set()
     if known_file.is_file():
@@ -190,14 +202,25 @@ def _dropouts(con: duckdb.DuckDBPyConnection, lake: Lake, quarantine: str, devic
     path = sql_str("$." + json.dumps(profile.source.telemetry.device_column or profile.device_column))
     sent = {d for (d,) in con.execute(f"SELECT DISTINCT trim(json_extract_string(record, {path})) FROM {quarantine}").fetchall()}
     unusable = sorted((sent & known) - set(devices["device_id"]))
-    slots = pd.concat([devices[["device_id", "slots"]], pd.DataFrame({"device_id": unusable, "slots": 0})], ignore_index=True)
+    slots = pd.concat([devices[["device_id", "slots", "first_ts"]], pd.DataFrame({"device_id": unusable, "slots": 0})],
+                      ignore_index=True)
+    midnight = pd.Timestamp(day)
+    starts = [pd.Timestamp(first).tz_localize(None).floor(interval)
+              if history.known and d not in history.reported_yesterday and pd.notna(first) else midnight
+              for d, first in zip(slots["device_id"], slots["first_ts"])]
+    ends = [min(midnight + pd.Timedelta(days=1), pd.Timestamp(history.failed_at[d]).tz_localize(None).ceil(interval))
+            if d in history.failed_at else midnight + pd.Timedelta(days=1) for d in slots["device_id"]]
+    expected = pd.Series([max(1, int((e - b) / interval)) for b, e in zip(starts, ends)], index=slots.index).clip(upper=full)
     missing = (expected - slots["slots"]).clip(lower=0)
     share = missing / expected
     ranked = slots.assign(missing=missing, missing_share=share).sort_values(["missing_share", "device_id"], ascending=[False, True])
     silent = sorted(known - set(slots["device_id"]))
     details = {
         "devices": len(slots),
-        "expected_per_device": expected,
+        "expected_per_device": full,
+        "expected_samples": int(expected.sum()),
+        "devices_starting_today": sum(b > midnight for b in starts),
+        "devices_failed_today": sum(d in history.failed_at for d in slots["device_id"]),
         "missing_samples": int(missing.sum()),
         "devices_above_warn": int((share > spec.dropout_share.warn).sum()),
         "devices_above_error": int((share > spec.dropout_share.error).sum()),
@@ -206,7 +229,7 @@ def _dropouts(con: duckdb.DuckDBPyConnection, lake: Lake, quarantine: str, devic
         "silent_devices": len(silent),
         "silent_sample": silent[:TOP],
     }
-    value = float(missing.sum() / (expected * len(slots))) if len(slots) else 1.0
+    value = float(missing.sum() / expected.sum()) if len(slots) else 1.0
     return _result("dropouts", value, spec.dropout_share, details)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import date, datetime, timedelta
 
 import dagster as dg
 import numpy as np
 import pytest
 
-from iot_mlops.ingestion.ingest import ingest_devices, ingest_telemetry
+from iot_mlops.ingestion.ingest import ingest_devices, ingest_events, ingest_telemetry
 from iot_mlops.lake import connect
 from iot_mlops.monitoring.quality import (
     CHECKS, ERROR, OK, WARN, QualityError, QualityResult, check_partition, quality_history, severity, write_quality,
@@ -49,14 +50,16 @@ def at(rows: list[dict], device: str, index: int) -> dict:
     return rows[DEVICES.index(device) * SLOTS + index]
 
 
-def run_checks(fleet: Fleet, rows: list[dict], day: date = DAY) -> dict[str, QualityResult]:
-    """Ingest the rows for the day through the real ingestion, then run the checks."""
+def run_checks(fleet: Fleet, rows: list[dict], day: date = DAY, events: bool = False) -> dict[str, QualityResult]:
+    """Ingest the rows (and with `events`, the day's event files) through the real ingestion, then run the checks."""
     fleet.write("telemetry", rows, day)
     profile = fleet.write_profile()
     folder = source_folder(profile, fleet.profile_dir, fleet.landing_root)
     with connect() as con:
         ingest_devices(con, fleet.lake, profile, folder)
         ingest_telemetry(con, fleet.lake, profile, folder, [day])
+        if events:
+            ingest_events(con, fleet.lake, profile, folder, [day])
         results = check_partition(con, fleet.lake, profile, day)
     assert [r.check for r in results] == list(CHECKS)
     return {r.check: r for r in results}
@@ -102,6 +105,48 @@ def test_dropouts(noisy: Fleet):
     assert result.details["missing_samples"] == 44
     assert (result.details["devices_above_warn"], result.details["devices_above_error"]) == (1, 1)
     assert result.details["worst"] == [{"device_id": "d2", "missing": 44, "missing_share": pytest.approx(44 / SLOTS)}]
+
+
+def test_dropouts_count_only_each_devices_active_life(noisy: Fleet):
+    """d3 did not report yesterday and starts at 08:00, d1 fails at 12:00 and falls silent: no dropout for either;
+    d2's midday gap still is one."""
+    run_checks(noisy, [r for r in noisy_rows(DAYS[0]) if r["device"] != "d3"], DAYS[0])
+    rows = noisy_rows()
+    gone = {id(at(rows, "d3", i)) for i in range(48)} | {id(at(rows, "d1", i)) for i in range(72, SLOTS)}
+    gone |= {id(at(rows, "d2", i)) for i in range(60, 104)}  # 44 samples around noon
+    noisy.write_events(DAY, "failure", [("d1", datetime.combine(DAY, datetime.min.time()) + timedelta(hours=12), "impeller")])
+    for kind in ("maintenance", "error"):
+        noisy.write_events(DAY, kind, [])
+    result = run_checks(noisy, [r for r in rows if id(r) not in gone], events=True)["dropouts"]
+    expected = 72 + SLOTS + (SLOTS - 48)  # d1 until its failure, d2 all day, d3 from its first reading
+    assert result.details["expected_samples"] == expected and result.details["missing_samples"] == 44
+    assert result.value == pytest.approx(44 / expected)
+    assert (result.details["devices_starting_today"], result.details["devices_failed_today"]) == (1, 1)
+    assert [w["device_id"] for w in result.details["worst"]] == ["d2"]
+
+    # Without yesterday's partition nothing says d3 started today: its morning counts as missing.
+    with connect() as con:
+        shutil.rmtree(noisy.lake.partition_dir(noisy.name, "telemetry", DAYS[0]).resolve())
+        noisy.lake.partition_dir(noisy.name, "telemetry", DAYS[0]).unlink()
+        results = {r.check: r for r in check_partition(con, noisy.lake, noisy.profile(), DAY)}
+    assert results["dropouts"].details["missing_samples"] == 44 + 48
+
+
+def test_a_sensor_constant_all_yesterday_is_not_newly_stuck(noisy: Fleet):
+    """d1's pressure is constant by design (yesterday all day, today all day); d2's temp flat-lines 3 h today."""
+    yesterday = noisy_rows(DAYS[0])
+    for i in range(SLOTS):
+        at(yesterday, "d1", i)["pressure"] = 3.5
+    run_checks(noisy, yesterday, DAYS[0])
+    rows = noisy_rows()
+    for i in range(SLOTS):
+        at(rows, "d1", i)["pressure"] = 3.5
+    for i in range(10, 29):
+        at(rows, "d2", i)["temp"] = 42.0
+    result = run_checks(noisy, rows)["stuck_sensors"]
+    assert result.details["stuck_pairs"] == 1 and result.details["constant_since_yesterday"] == 1
+    assert [(w["device_id"], w["sensor"]) for w in result.details["worst"]] == [("d2", "temp")]
+    assert result.value == pytest.approx(1 / 6)
 
 
 def test_silent_fleet_is_all_missing(noisy: Fleet):

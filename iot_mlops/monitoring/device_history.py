@@ -1,0 +1,48 @@
+"""What the quality checks need to know of each device beyond the day: its previous day and its failures that day.
+
+Stuck and dropouts are judged against the device's own life: a sensor constant all of yesterday is constant by
+design (or was already reported), not newly stuck; a device that did not report yesterday starts its life (or
+service) at its first reading today, and one that failed today is expected to fall silent after the failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import duckdb
+
+from iot_mlops.lake import DATA_FILE, Lake, ident, parquet
+from iot_mlops.profiles.schema import FleetProfile
+
+
+@dataclass(frozen=True)
+class DeviceHistory:
+    """Yesterday's reporting devices and their constant (device, sensor) pairs; today's failure time per device."""
+
+    known: bool  # False when there is no telemetry partition for yesterday: nothing can be excused
+    reported_yesterday: frozenset[str] = frozenset()
+    constant_yesterday: frozenset[tuple[str, str]] = frozenset()
+    failed_at: dict[str, datetime] = field(default_factory=dict)
+
+
+def device_history(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, day: date) -> DeviceHistory:
+    """Read yesterday's valid telemetry (one aggregate pass) and today's failure events, where they exist."""
+    fleet, yesterday = profile.name, day - timedelta(days=1)
+    failed_at = _failures(con, lake, fleet, day)
+    folder = lake.partition_version(fleet, "telemetry", yesterday)
+    if not (folder / DATA_FILE).is_file():
+        return DeviceHistory(False, failed_at=failed_at)
+    names = profile.sensor_names
+    distinct = ", ".join(f"count(DISTINCT {ident(s)}) AS n{i}, count({ident(s)}) AS c{i}" for i, s in enumerate(names))
+    rows = con.execute(f"SELECT device_id, {distinct} FROM {parquet(folder / DATA_FILE)} GROUP BY device_id").fetchall()
+    constant = {(row[0], s) for row in rows for i, s in enumerate(names) if row[2 * i + 2] > 0 and row[2 * i + 1] <= 1}
+    return DeviceHistory(True, frozenset(row[0] for row in rows), frozenset(constant), failed_at)
+
+
+def _failures(con: duckdb.DuckDBPyConnection, lake: Lake, fleet: str, day: date) -> dict[str, datetime]:
+    events = lake.partition_file(fleet, "events", day)
+    if not events.is_file():
+        return {}
+    found = con.execute(f"SELECT device_id, min(ts) FROM {parquet(events)} WHERE kind = 'failure' GROUP BY device_id").fetchall()
+    return {device: ts for device, ts in found}
