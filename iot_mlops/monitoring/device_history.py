@@ -20,7 +20,7 @@ from iot_mlops.profiles.schema import FleetProfile
 class DeviceHistory:
     """Yesterday's reporting devices and their constant (device, sensor) pairs; today's failure time per device."""
 
-    known: bool  # False when there is no telemetry partition for yesterday: nothing can be excused
+    known: bool  # False when yesterday's telemetry partition is missing after earlier ones: nothing can be excused
     reported_yesterday: frozenset[str] = frozenset()
     constant_yesterday: frozenset[tuple[str, str]] = frozenset()
     failed_at: dict[str, datetime] = field(default_factory=dict)
@@ -32,7 +32,9 @@ def device_history(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPro
     failed_at = _failures(con, lake, fleet, day)
     folder = lake.partition_version(fleet, "telemetry", yesterday)
     if not (folder / DATA_FILE).is_file():
-        return DeviceHistory(False, failed_at=failed_at)
+        # The fleet's first day: every device starts its life at its first reading. A gap in the middle says nothing.
+        first = not any(d < day for d in lake.partitions(fleet, "telemetry"))
+        return DeviceHistory(first, failed_at=failed_at)
     names = profile.sensor_names
     distinct = ", ".join(f"count(DISTINCT {ident(s)}) AS n{i}, count({ident(s)}) AS c{i}" for i, s in enumerate(names))
     rows = con.execute(f"SELECT device_id, {distinct} FROM {parquet(folder / DATA_FILE)} GROUP BY device_id").fetchall()

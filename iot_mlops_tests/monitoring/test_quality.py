@@ -95,6 +95,7 @@ def test_stuck_sensor(noisy: Fleet):
 
 
 def test_dropouts(noisy: Fleet):
+    run_checks(noisy, noisy_rows(DAYS[0]), DAYS[0])  # a day before: the devices were alive at midnight
     rows = noisy_rows()
     gone = {id(at(rows, "d2", i)) for i in range(44)}  # d2 misses 44 of its 144 samples
     extra = [{**at(rows, "d3", i), "time": (datetime.fromisoformat(at(rows, "d3", i)["time"]) + timedelta(minutes=5)).isoformat(" ")}
@@ -124,12 +125,16 @@ def test_dropouts_count_only_each_devices_active_life(noisy: Fleet):
     assert (result.details["devices_starting_today"], result.details["devices_failed_today"]) == (1, 1)
     assert [w["device_id"] for w in result.details["worst"]] == ["d2"]
 
-    # Without yesterday's partition nothing says d3 started today: its morning counts as missing.
-    with connect() as con:
-        shutil.rmtree(noisy.lake.partition_dir(noisy.name, "telemetry", DAYS[0]).resolve())
-        noisy.lake.partition_dir(noisy.name, "telemetry", DAYS[0]).unlink()
-        results = {r.check: r for r in check_partition(con, noisy.lake, noisy.profile(), DAY)}
-    assert results["dropouts"].details["missing_samples"] == 44 + 48
+    # A day after a missing partition: nothing says d3 started that day, its morning counts as missing.
+    later = DAYS[2]
+    rows = [r for r in noisy_rows(later) if not (r["device"] == "d3" and r["time"] < f"{later} 08:00")]
+    assert run_checks(noisy, rows, later)["dropouts"].details["missing_samples"] == 48
+
+
+def test_on_the_fleets_first_day_every_device_starts_at_its_first_reading(noisy: Fleet):
+    rows = [r for r in noisy_rows() if not (r["device"] == "d3" and r["time"] < f"{DAY} 08:00")]
+    result = run_checks(noisy, rows)["dropouts"]
+    assert (result.value, result.details["devices_starting_today"]) == (0.0, 1)
 
 
 def test_a_sensor_constant_all_yesterday_is_not_newly_stuck(noisy: Fleet):
