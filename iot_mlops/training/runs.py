@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.inspection import permutation_importance
 
 from iot_mlops.profiles.schema import FleetProfile
 from iot_mlops.registry.mlflow_service import ModelRegistry, ModelVersionInfo
@@ -41,42 +42,16 @@ def model_name(profile: FleetProfile, prediction_type: str) -> str:
     return f"{profile.name}_{prediction_type}"
 
 
-def feature_importance(result: TrainingResult, frame: pd.DataFrame, profile: FleetProfile, rows: int = 2000,
-                       repeats: int = 3) -> pd.Series:
+def feature_importance(result: TrainingResult, frame: pd.DataFrame, profile: FleetProfile, rows: int = 2000) -> pd.Series:
     """Permutation importance (drop in macro F1) on a sample of the test rows."""
     test = frame[frame["split"] == "test"]
     sample = test.sample(min(rows, len(test)), random_state=0) if len(test) else test
     if sample.empty:
         return pd.Series(dtype=float)
-    truth = targets(sample, profile).to_numpy()
-    prep, classify = result.model.named_steps["prep"], result.model.named_steps["classify"]
-    # Permuting a raw column permutes its prepared columns (a one-hot block as a whole), so the column
-    # transform runs once; run per permutation on a DataFrame it was most of the time of logging a model.
-    prepared = np.asarray(prep.transform(sample[result.features]), dtype=float)
-    baseline = macro_fbeta(truth, classify.predict(prepared), 1.0)
-    rng, drops = np.random.default_rng(0), {}
-    for feature, columns in prepared_columns(prep, result.features).items():
-        scores = []
-        for _ in range(repeats):
-            shuffled = prepared.copy()
-            shuffled[:, columns] = prepared[rng.permutation(len(prepared))][:, columns]
-            scores.append(baseline - macro_fbeta(truth, classify.predict(shuffled), 1.0))
-        drops[feature] = float(np.mean(scores))
-    return pd.Series(drops, dtype=float).sort_values(ascending=False)
-
-
-def prepared_columns(prep, features: list[str]) -> dict[str, list[int]]:
-    """Per raw feature, the columns of the fitted ColumnTransformer's output it becomes (one-hot: its block)."""
-    names = list(prep.get_feature_names_out())
-    found = {}
-    for name, transformer, columns in prep.transformers_:
-        if name == "remainder" or transformer == "drop" or not len(columns):
-            continue
-        start = prep.output_indices_[name].start
-        for column, categories in zip(columns, transformer.categories_):
-            found[column] = list(range(start, start + len(categories)))
-            start += len(categories)
-    return {f: found.get(f) or [names.index(f)] for f in features}
+    scorer = lambda model, X, Y: macro_fbeta(np.asarray(Y), model.predict(X), 1.0)  # noqa: E731
+    found = permutation_importance(result.model, sample[result.features], targets(sample, profile).to_numpy(),
+                                   scoring=scorer, n_repeats=3, random_state=0)
+    return pd.Series(found.importances_mean, index=result.features).sort_values(ascending=False)
 
 
 @dataclass
