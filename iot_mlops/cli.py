@@ -46,11 +46,11 @@ def _dagster_home() -> None:
 
 @app.command()
 def demo(
-    devices: Annotated[int, typer.Option(min=1, help="Simulated devices.")] = 300,
+    devices: Annotated[int, typer.Option(min=1, help="Simulated devices.")] = 250,
     days: Annotated[int, typer.Option(min=1, help="Days to simulate at least, ending yesterday (UTC); more if a "
-                                                  "component would not fail often enough for the first training.")] = 28,
+                                                  "component would not fail often enough for the first training.")] = 21,
     end: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="Last day (default yesterday).")] = None,
-    nights: Annotated[int, typer.Option(min=1, help="Last days replayed night by night (schedule, feedback, sensors).")] = 5,
+    nights: Annotated[int, typer.Option(min=1, help="Last days replayed night by night (schedule, feedback, sensors).")] = 4,
     drift_days: Annotated[int, typer.Option(min=1, help="Last days with drift: a batch of new-model heaters joins the fleet.")] = 3,
 ) -> None:
     """Simulate a water-heater fleet and run the whole loop: history, first model, nights with drift, retraining."""

@@ -145,7 +145,7 @@ def training_config(fleet: str) -> dict:
     return {"ops": {f"{fleet}__failure_model": {"config": {"search_iterations": 1, "search_folds": 2}}}}
 
 
-def run_demo(devices: int = 300, days: int = 28, end: date | None = None, fleet: str = "water_heaters", nights: int = 5,
+def run_demo(devices: int = 250, days: int = 21, end: date | None = None, fleet: str = "water_heaters", nights: int = 4,
              drift_days: int = 3, echo: Callable[[str], None] = print) -> DemoSummary:
     """Simulate with drift in the last `drift_days`, build history and first models, then replay the last `nights`."""
     settings = get_settings()

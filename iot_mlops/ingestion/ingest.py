@@ -9,7 +9,7 @@ import duckdb
 
 from iot_mlops.ingestion.rules import Layer, NumericColumn, device_expr, device_rules, numeric_reasons, number_expr, text_expr, timestamp_layers, timestamp_rules
 from iot_mlops.ingestion.sources import SourceError, SourceFile, source_files
-from iot_mlops.ingestion.staging import IngestReport, day_expr, outside_day, quarantine_query, stage, staged_counts, write_days
+from iot_mlops.ingestion.staging import IngestReport, day_batches, day_expr, outside_day, quarantine_query, stage, staged_counts, write_days
 from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, ident, parquet, row_count, sql_str
 from iot_mlops.partitions import fixed_end, future_limit
 from iot_mlops.profiles.schema import FleetProfile
@@ -59,11 +59,11 @@ def ingest_telemetry(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetP
         return timestamp_layers(ts_col, types[ts_col], profile.ambiguous_local_time), select, rules
 
     report = IngestReport("telemetry")
-    files = source_files(folder, spec, days)
     required = [dev_col, ts_col, *(s.source for s in sensors)]
-    stage(con, files, required, build, days, ["device_id", "ts"], report, first=first)
     columns = ["device_id", "ts", *(s.name for s in sensors)]
-    write_days(con, lake, profile.name, "telemetry", files, days, columns, ["device_id", "ts"], report)
+    for batch_files, batch_days in day_batches(source_files(folder, spec, days), days):
+        stage(con, batch_files, required, build, batch_days, ["device_id", "ts"], report, first=first)
+        write_days(con, lake, profile.name, "telemetry", batch_files, batch_days, columns, ["device_id", "ts"], report)
     return report
 
 

@@ -23,6 +23,7 @@ class SensorSpec(StrictModel):
     min: FiniteFloat
     max: FiniteFloat
     column: str | None = None  # name in the source when it differs
+    resolution: FiniteFloat | None = Field(None, gt=0)  # smallest step the sensor reports (the simulator rounds to it)
 
     @property
     def source_column(self) -> str:

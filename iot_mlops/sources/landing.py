@@ -13,7 +13,8 @@ def simulator_for(profile: FleetProfile):
     """The simulator of a simulated fleet."""
     from iot_mlops.sources.simulator import WaterHeaterSimulator
 
-    return WaterHeaterSimulator(profile.source.simulator, int(profile.sampling_interval.total_seconds()))
+    resolutions = {s.name: s.resolution for s in profile.sensors if s.resolution is not None}
+    return WaterHeaterSimulator(profile.source.simulator, int(profile.sampling_interval.total_seconds()), resolutions)
 
 
 def ensure_devices(profile: FleetProfile, folder: Path) -> None:

@@ -22,7 +22,9 @@ streams of its own, so adding it leaves the original fleet's data unchanged.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -104,12 +106,19 @@ def _as_day(day: dt.date | str) -> dt.date:
 
 
 class WaterHeaterSimulator:
-    """A fleet of `spec.devices` water heaters (plus the drift scenario's new batch)."""
+    """A fleet of `spec.devices` water heaters (plus the drift scenario's new batch).
 
-    def __init__(self, spec: SimulatorSpec, interval_seconds: int = 60):
+    `resolutions` (sensor -> smallest step it reports): readings are rounded to them, as real sensors report.
+    """
+
+    def __init__(self, spec: SimulatorSpec, interval_seconds: int = 60, resolutions: Mapping[str, float] | None = None):
         if interval_seconds <= 0 or fm.DAY_S % interval_seconds:
             raise ValueError(f"interval_seconds must divide a day, got {interval_seconds}")
+        unknown = set(resolutions or {}) - set(SENSORS)
+        if unknown:
+            raise ValueError(f"resolutions of unknown sensors: {sorted(unknown)}")
         self.spec = spec
+        self.resolutions = {name: float(step) for name, step in (resolutions or {}).items()}
         self.interval_seconds = int(interval_seconds)
         self.samples_per_day = fm.DAY_S // self.interval_seconds
         self._seed = spec.seed % 2**63
@@ -412,7 +421,15 @@ class WaterHeaterSimulator:
         if drift.recalibrated_units_from is not None and day >= drift.recalibrated_units_from:
             recal = self._recalibrated[p]
             result["temperature_c"][recal] = result["temperature_c"][recal] * 1.8 + 32.0
+        for name, step in self.resolutions.items():
+            # Full-precision noise digits made the landing and lake files ~9x larger than rounded readings.
+            result[name] = np.round(np.round(result[name] / step) * step, _decimals(step))
         return result
+
+
+def _decimals(step: float) -> int:
+    """Decimal places of a resolution, so readings in 0.1 steps are 0.3, not 0.30000000000000004."""
+    return max(0, -Decimal(repr(step)).normalize().as_tuple().exponent)
 
 
 def _demand_cdf(t_hours: np.ndarray, weekend: bool) -> np.ndarray:

@@ -30,7 +30,9 @@ def anomaly_pipeline(categorical: list[str], random_state: int = 42) -> Pipeline
         [("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)],
         remainder="passthrough", verbose_feature_names_out=False,
     )
-    forest = IsolationForest(n_estimators=200, max_samples=2048, random_state=random_state)
+    # 100 trees (sklearn's default): 200 took twice as long to fit and to score every night, for a test
+    # ROC AUC within 0.002 on the demo fleet (0.904 and 0.905).
+    forest = IsolationForest(n_estimators=100, max_samples=2048, random_state=random_state)
     return Pipeline([("prep", prep), ("impute", SimpleImputer()), ("forest", forest)])
 
 

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from iot_mlops.lake import Lake, connect
@@ -51,6 +52,8 @@ def test_each_day_becomes_one_partition_with_its_rows(tmp_path: Path):
     assert all(written[d] == lake.partition_file("fleet", "t", d) for d in DAYS)
     assert read_values(lake, DAYS[2]) == [(v,) for v in day_table(DAYS[2])["value"].to_pylist()]
     assert not list(tmp_path.rglob(f"{TMP_PREFIX}*"))
+    columns = pq.ParquetFile(written[DAYS[0]]).metadata.row_group(0)
+    assert {columns.column(i).compression for i in range(columns.num_columns)} == {"ZSTD"}
 
 
 def test_bytes_depend_only_on_the_rows_not_on_how_they_are_chunked(tmp_path: Path):
