@@ -13,12 +13,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from iot_mlops.automation.replay import Tick
 from iot_mlops.automation.sensors import CONDITIONS
 from iot_mlops.training.assets import REASON_TAG
 
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+# workspace.yaml's name for the code location: ticks belong to a location's name, so the UI (which loads
+# workspace.yaml) shows the daemon's ticks only when the daemon loads the definitions under the same name.
+LOCATION_NAME = "iot_mlops"
 
 
 class DaemonError(RuntimeError):
@@ -44,14 +48,22 @@ def running_daemon(fleet: str, log_file: Path, interval_seconds: int = 1,
     environment = {**os.environ, "IOT_MLOPS_SENSORS_RUNNING": fleet,
                    "IOT_MLOPS_SENSOR_INTERVAL_SECONDS": str(interval_seconds), **(env or {})}
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    workspace = log_file.with_name("dagster-daemon-workspace.yaml")
+    workspace.write_text(workspace_yaml(Path.cwd()))
     with log_file.open("ab") as log:
         # Its own session, so stopping it also stops the code server it spawns.
-        process = subprocess.Popen([_executable(), "run", "-m", "iot_mlops.definitions", "--log-level", "warning"],
+        process = subprocess.Popen([_executable(), "run", "-w", str(workspace), "--log-level", "warning"],
                                    env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield process
     finally:
         _stop(process)
+
+
+def workspace_yaml(working_directory: Path) -> str:
+    """This project's definitions as one code location named like workspace.yaml's."""
+    return yaml.safe_dump({"load_from": [{"python_module": {"module_name": "iot_mlops.definitions", "location_name": LOCATION_NAME,
+                                                             "working_directory": str(working_directory)}}]})
 
 
 def _stop(process: subprocess.Popen) -> None:

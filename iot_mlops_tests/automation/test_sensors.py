@@ -6,7 +6,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
+from iot_mlops.automation.daemon import LOCATION_NAME, workspace_yaml
 from iot_mlops.automation.sensors import retraining_sensors, search_config
 from iot_mlops.definitions import fleet_definitions
 from iot_mlops.monitoring.quality import ERROR, quality_history
@@ -104,3 +106,13 @@ def test_a_deployment_can_start_a_fleets_sensors_on_with_a_search_budget(fleet: 
     assert search_config(fleet.name) == {"ops": {f"{fleet.name}__failure_model": {"config": {"search_iterations": 1}}}}
     monkeypatch.setenv("IOT_MLOPS_SENSORS_RUNNING", "other")
     assert statuses() == {dg.DefaultSensorStatus.STOPPED}
+
+
+def test_the_demo_daemon_loads_the_code_location_under_workspace_yamls_name(tmp_path: Path):
+    """Ticks belong to a location's name: under another name the UI (workspace.yaml) would show none of them."""
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "workspace.yaml").read_text())
+    generated = yaml.safe_load(workspace_yaml(tmp_path))
+    (ours,), (theirs,) = generated["load_from"], shipped["load_from"]
+    assert ours["python_module"]["location_name"] == theirs["python_module"]["location_name"] == LOCATION_NAME
+    assert ours["python_module"]["module_name"] == theirs["python_module"]["module_name"]
+    assert ours["python_module"]["working_directory"] == str(tmp_path)
