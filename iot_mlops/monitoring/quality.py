@@ -11,6 +11,7 @@ import duckdb
 import pandas as pd
 
 from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, connect, ident, parquet, sql_str
+from iot_mlops.lake.commit import VERSION_PREFIX
 from iot_mlops.monitoring.device_history import DeviceHistory, device_history
 from iot_mlops.profiles.monitoring import Severity
 from iot_mlops.profiles.schema import FleetProfile
@@ -61,10 +62,12 @@ def _result(check: str, value: float, thresholds: Severity, details: dict) -> Qu
     return QualityResult(check, float(value), severity(value, thresholds), thresholds.warn, thresholds.error, details)
 
 
-def check_partition(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, day: date) -> list[QualityResult]:
-    """The five checks of one day's telemetry (valid rows) and quarantine, in CHECKS order."""
+def check_partition(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, day: date,
+                    folder: Path | None = None) -> list[QualityResult]:
+    """The five checks of one day's telemetry (valid rows) and quarantine, in CHECKS order; `folder` is the
+    telemetry version to check (default: the current one)."""
     fleet, spec = profile.name, profile.monitoring.quality
-    folder = lake.partition_version(fleet, "telemetry", day)
+    folder = folder or lake.partition_version(fleet, "telemetry", day)
     valid_file, quarantine_file = folder / DATA_FILE, folder / QUARANTINE_FILE
     for file in (valid_file, quarantine_file):
         if not file.is_file():
@@ -276,8 +279,10 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return json.loads(frame.to_json(orient="records", date_format="iso"))
 
 
-def write_quality(con: duckdb.DuckDBPyConnection, lake: Lake, fleet: str, day: date, results: list[QualityResult]) -> Path:
-    """One row per check in `<lake>/<fleet>/data_quality/date=D/data.parquet`, replaced atomically."""
+def write_quality(con: duckdb.DuckDBPyConnection, lake: Lake, fleet: str, day: date, results: list[QualityResult],
+                  telemetry_version: str = "") -> Path:
+    """One row per check in `<lake>/<fleet>/data_quality/date=D/data.parquet`, replaced atomically, with the
+    name of the telemetry version checked (so the partition's checks can reuse the results)."""
     frame = pd.DataFrame(
         {
             "check": [r.check for r in results],
@@ -288,12 +293,29 @@ def write_quality(con: duckdb.DuckDBPyConnection, lake: Lake, fleet: str, day: d
             "details": [json.dumps(r.details, sort_keys=True) for r in results],
         }
     )
+    frame["telemetry_version"] = telemetry_version
     con.register("quality_results", frame)
     try:
-        columns = '"check", value, severity, threshold_warn, threshold_error, details::JSON AS details'
+        columns = '"check", value, severity, threshold_warn, threshold_error, details::JSON AS details, telemetry_version'
         return lake.write_partition(con, fleet, TABLE, day, f"SELECT DATE {sql_str(day)} AS day, {columns} FROM quality_results")
     finally:
         con.unregister("quality_results")
+
+
+def stored_results(con: duckdb.DuckDBPyConnection, lake: Lake, fleet: str, day: date, telemetry_version: str) -> list[QualityResult] | None:
+    """The day's stored results if they were computed on this telemetry version, else None."""
+    file = lake.partition_file(fleet, TABLE, day)
+    # Only a version folder's name is unique to one write of the day (a plain folder keeps its name when rewritten).
+    if not telemetry_version.startswith(VERSION_PREFIX) or not file.is_file():
+        return None
+    frame = con.execute(f"SELECT * FROM {parquet(file)}").df()
+    if "telemetry_version" not in frame or set(frame["telemetry_version"]) != {telemetry_version}:
+        return None
+    by_check = {row.check: row for row in frame.itertuples(index=False)}
+    if set(by_check) != set(CHECKS):
+        return None
+    return [QualityResult(c, float(by_check[c].value), by_check[c].severity, float(by_check[c].threshold_warn),
+                          float(by_check[c].threshold_error), json.loads(by_check[c].details)) for c in CHECKS]
 
 
 def quality_history(lake: Lake, fleet: str) -> list[tuple[date, str]]:

@@ -10,7 +10,9 @@ import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.monitoring.quality import CHECKS, ERROR, OK, TABLE, WARN, QualityResult, check_partition, worst, write_quality
+from iot_mlops.monitoring.quality import (
+    CHECKS, ERROR, OK, TABLE, WARN, QualityResult, check_partition, stored_results, worst, write_quality,
+)
 from iot_mlops.partitions import daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
@@ -98,7 +100,9 @@ def quality_assets(profile: FleetProfile, profile_dir: Path) -> list:
     descriptions = check_descriptions(profile)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned asset checks are a preview in Dagster 1.13
-        specs = [dg.AssetCheckSpec(name, asset=telemetry_key, description=descriptions[name], partitions_def=partitions) for name in CHECKS]
+        # After data_quality when both run: the checks then reuse its results for the same telemetry version.
+        specs = [dg.AssetCheckSpec(name, asset=telemetry_key, description=descriptions[name], partitions_def=partitions,
+                                   additional_deps=[key]) for name in CHECKS]
 
     @dg.multi_asset_check(
         specs=specs,
@@ -108,9 +112,11 @@ def quality_assets(profile: FleetProfile, profile_dir: Path) -> list:
     )
     def telemetry_quality(context: dg.AssetCheckExecutionContext, lake: LakeResource):
         selected = {k.name for k in context.selected_asset_check_keys}
+        store = lake.lake()
         for day in partition_days(context):
+            folder = store.partition_version(fleet, "telemetry", day)
             with lake.connect() as con:
-                results = check_partition(con, lake.lake(), profile, day)
+                results = stored_results(con, store, fleet, day, folder.name) or check_partition(con, store, profile, day, folder)
             for result in results:
                 if result.check in selected:
                     yield evaluation(result, telemetry_key, day, context.instance)
@@ -132,8 +138,9 @@ def quality_assets(profile: FleetProfile, profile_dir: Path) -> list:
         store, per_day = lake.lake(), {}
         with lake.connect() as con:
             for day in partition_days(context):
-                per_day[day] = check_partition(con, store, profile, day)
-                write_quality(con, store, fleet, day, per_day[day])
+                folder = store.partition_version(fleet, "telemetry", day)
+                per_day[day] = check_partition(con, store, profile, day, folder)
+                write_quality(con, store, fleet, day, per_day[day], folder.name)
         return dg.MaterializeResult(metadata=quality_metadata(per_day, store.table_dir(fleet, TABLE)))
 
     return [data_quality, telemetry_quality]

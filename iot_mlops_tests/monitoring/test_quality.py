@@ -13,7 +13,8 @@ import pytest
 from iot_mlops.ingestion.ingest import ingest_devices, ingest_events, ingest_telemetry
 from iot_mlops.lake import connect
 from iot_mlops.monitoring.quality import (
-    CHECKS, ERROR, OK, WARN, QualityError, QualityResult, check_partition, quality_history, severity, write_quality,
+    CHECKS, ERROR, OK, WARN, QualityError, QualityResult, check_partition, quality_history, severity, stored_results,
+    write_quality,
 )
 from iot_mlops.monitoring.quality_assets import quality_assets
 from iot_mlops.profiles import source_folder
@@ -231,7 +232,8 @@ def test_stored_results_and_history(noisy: Fleet):
         write_quality(con, noisy.lake, noisy.name, DAYS[3], [*ok[:4], QualityResult("quarantine_share", 0.15, WARN, 0.1, 0.2)])
     assert quality_history(noisy.lake, noisy.name) == [(DAYS[0], OK), (DAYS[2], ERROR), (DAYS[3], WARN)]
     frame = noisy.read("data_quality", DAYS[2])
-    assert list(frame.columns) == ["day", "check", "value", "severity", "threshold_warn", "threshold_error", "details"]
+    assert list(frame.columns) == ["day", "check", "value", "severity", "threshold_warn", "threshold_error", "details",
+                                  "telemetry_version"]
     assert list(frame["check"]) == list(CHECKS)
     assert json.loads(frame.loc[2, "details"]) == {"by_sensor": {"temp": 3}}
     assert not list(noisy.file("data_quality", DAYS[2]).parent.glob(".tmp-*"))
@@ -281,3 +283,26 @@ def test_materialize_range_run_checks_each_day(fleet: Fleet):
     assert not by_day[(DAYS[2].isoformat(), "out_of_range_share")].passed
     assert not by_day[(DAYS[2].isoformat(), "dropouts")].passed  # d1 has no valid sample left
     assert quality_history(fleet.lake, fleet.name) == [(DAYS[1], OK), (DAYS[2], ERROR)]
+
+
+def test_checks_reuse_data_quality_results_of_the_same_telemetry_and_recompute_after_a_rewrite(fleet: Fleet):
+    fleet.write("telemetry", clean_day(DAY), DAY)
+    assert materialize(fleet, partition_key=DAY.isoformat()).success
+    stored = fleet.read("data_quality", DAY)
+    version = fleet.lake.partition_version(fleet.name, "telemetry", DAY).name
+    assert set(stored["telemetry_version"]) == {version}
+    with connect() as con:
+        reused = stored_results(con, fleet.lake, fleet.name, DAY, version)
+        assert [r.check for r in reused] == list(CHECKS) and all(r.severity == OK for r in reused)
+        fresh = check_partition(con, fleet.lake, fleet.profile(), DAY)
+        figures = lambda r: (r.check, r.value, r.severity, r.threshold_warn, r.threshold_error, sorted(r.details))  # noqa: E731
+        assert [figures(r) for r in reused] == [figures(r) for r in fresh]
+
+    # New telemetry for the day, data_quality not run again: nothing stored matches, the checks compute afresh.
+    rows = clean_day(DAY)
+    for row in rows[3:5]:
+        row["temp"] = 150.0
+    fleet.write("telemetry", rows, DAY)
+    assert fleet.materialize("telemetry", day=DAY).success
+    with connect() as con:
+        assert stored_results(con, fleet.lake, fleet.name, DAY, fleet.lake.partition_version(fleet.name, "telemetry", DAY).name) is None
