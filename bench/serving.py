@@ -36,7 +36,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import ROOT, spawn_worker
+from iot_mlops.processes import stop_process_group
 
 NAME = "water_heaters_component_failure"
 COMPONENTS = ["heating_element", "tank", "thermostat", "seal"]
@@ -126,17 +126,6 @@ def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
     handle = open(log, "w")
     return subprocess.Popen(command, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT, cwd=str(ROOT),
                             start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the server's own process group (the workers it forked), then wait."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
@@ -336,7 +325,7 @@ def feedback_phase(work: Path, env: dict, workers: int, posts: int, connections:
             result = spawn_worker(__file__, "load", "feedback", {"mode": "burst", "url": base, "ids": ids,
                                                                   "headers": {"X-API-Key": KEY}, "connections": connections}, work)
         finally:
-            stop(process)
+            stop_process_group(process)
         with engine_for(url).connect() as conn:
             stored = conn.execute(sa.select(sa.func.count()).select_from(feedback)).scalar_one()
         engine_for(url).dispose()
@@ -387,14 +376,14 @@ def run(args: argparse.Namespace, work: Path) -> int:
         ours_result = spawn_worker(__file__, "load", "ours", {**load, "method": "GET", "headers": {"X-API-Key": KEY},
                                                               "port": _port(base), "paths": paths}, work)
     finally:
-        stop(process)
+        stop_process_group(process)
     process, base = mlflow_serve(work, env, args.workers)
     try:
         body = {"dataframe_split": {"columns": prepared["columns"], "data": [prepared["row"]]}}
         mlflow_result = spawn_worker(__file__, "load", "mlflow", {**load, "method": "POST", "body": body,
                                                                   "port": _port(base), "paths": ["/invocations"]}, work)
     finally:
-        stop(process)
+        stop_process_group(process)
     feedback_result, stored = feedback_phase(work, env, args.workers, args.feedback, args.feedback_connections)
 
     rows = [("ours: GET prediction (explained, recorded, shadow)", ours_result),

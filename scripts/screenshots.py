@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
+
+from iot_mlops.processes import stop_process_group
 
 PROJECT = Path(__file__).resolve().parents[1]
 LOCATION = "iot_mlops"  # workspace.yaml's location_name
@@ -172,16 +173,6 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def bin_of(name: str) -> str:
     """A console script of this Python's environment (dagster-webserver, mlflow), else from PATH."""
     beside = Path(sys.executable).with_name(name)
@@ -320,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         if driver is not None:
             driver.quit()
         for process in reversed(started):
-            stop(process)
+            stop_process_group(process, timeout=20)
 
 
 if __name__ == "__main__":

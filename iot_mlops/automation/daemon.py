@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import yaml
 
 from iot_mlops.automation.replay import Tick
 from iot_mlops.automation.sensors import CONDITIONS
+from iot_mlops.processes import stop_process_group
 from iot_mlops.training.assets import REASON_TAG
 
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -57,24 +57,13 @@ def running_daemon(fleet: str, log_file: Path, interval_seconds: int = 1,
     try:
         yield process
     finally:
-        _stop(process)
+        stop_process_group(process)
 
 
 def workspace_yaml(working_directory: Path) -> str:
     """This project's definitions as one code location named like workspace.yaml's."""
     return yaml.safe_dump({"load_from": [{"python_module": {"module_name": "iot_mlops.definitions", "location_name": LOCATION_NAME,
                                                              "working_directory": str(working_directory)}}]})
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def recorded_ticks(instance: dg.DagsterInstance, names: list[str], after: float | None = None) -> dict[str, list]:

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from iot_mlops.processes import stop_process_group
 from iot_mlops.serving.workers import reuseport_sockets
 from iot_mlops_tests.fleet import PROFILES
 
@@ -113,11 +114,6 @@ def test_each_worker_has_its_own_socket_and_a_killed_worker_stops_getting_connec
         assert _wait(lambda: _healthy(health) and _listening(port) == 2)
         assert _serves_every_new_connection(health)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_group(server)
         log.close()
     assert _wait(lambda: _listening(port) == 0, timeout=10)
