@@ -275,6 +275,7 @@ def format_summary(summary: DemoSummary) -> str:
         "",
         "See it in the Dagster UI:  DAGSTER_HOME=$PWD dagster dev   then open http://127.0.0.1:3000",
         f"See runs and the registry: mlflow ui --backend-store-uri {_tracking_uri_to_print()}",
+        "  (its UI opens in the GenAI view: click \"Model training\" at the top of the sidebar, then \"Models\")",
         *alert_lines(summary.alert),
     ])
 
