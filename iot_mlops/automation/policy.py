@@ -42,28 +42,41 @@ def consecutive_days(days: list[date]) -> list[date]:
     return run
 
 
-def drift_condition(history: list[tuple[date, float]], policy: RetrainingPolicy, last_fired_day: date | None) -> Condition:
-    """Drift share >= high on K consecutive partitions, armed again only after a day below the low threshold."""
-    history = sorted(history)
+def drift_condition(history: list[tuple[date, float]], policy: RetrainingPolicy, last_fired_day: date | None,
+                    seasonal: dict[date, list[str]] | None = None) -> Condition:
+    """Drift share >= high on K consecutive partitions, armed again only after a day below the low threshold.
+
+    A day whose named seasonal signals are beyond the reference (`seasonal`: day -> sensors) counts as a high day
+    too, whatever its share: those sensors were compared with the same hour and month of the reference, so what is
+    left is a level the model never saw in training, and it extrapolates there. Retraining on the days since puts
+    the new level inside its training data (the champion gate still decides whether the new model serves). One
+    sensor's features are a small share of all, so the share alone would never ask for that.
+    """
+    history, seasonal = sorted(history), seasonal or {}
     if not history:
         return Condition("drift_sensor", False, "no drift reports yet")
     last_day, last_share = history[-1]
-    armed = last_fired_day is None or any(day > last_fired_day and share < policy.drift_share_low for day, share in history)
+    high = lambda day, share: share >= policy.drift_share_high or bool(seasonal.get(day))  # noqa: E731
+    armed = last_fired_day is None or any(day > last_fired_day and share < policy.drift_share_low and not seasonal.get(day)
+                                          for day, share in history)
     high_days = []
     for day, share in history:
-        high_days = high_days + [day] if share >= policy.drift_share_high else []
+        high_days = high_days + [day] if high(day, share) else []
     streak = consecutive_days(high_days) if high_days and high_days[-1] == last_day else []
+    beyond = sorted({s for day in streak for s in seasonal.get(day, [])})
     figures = {"day": str(last_day), "drift_share": round(last_share, 4), "consecutive_days": len(streak),
                "high": policy.drift_share_high, "low": policy.drift_share_low, "needed_days": policy.drift_consecutive_days,
-               "armed": armed}
+               "armed": armed, "seasonal_beyond_reference": beyond}
     if len(streak) < policy.drift_consecutive_days:
         return Condition("drift_sensor", False, f"drift share {last_share:.2f} on {last_day}: {len(streak)} of "
                          f"{policy.drift_consecutive_days} consecutive days at or above {policy.drift_share_high}", figures=figures)
     if not armed:
         return Condition("drift_sensor", False, f"drift persists since {streak[0]} but already triggered on {last_fired_day}; "
                          f"re-arms after a day below {policy.drift_share_low}", figures=figures)
-    return Condition("drift_sensor", True, f"drift share >= {policy.drift_share_high} on {len(streak)} consecutive days "
-                     f"({streak[0]}..{last_day}, last {last_share:.2f})", key=f"drift:{streak[0]}", figures=figures)
+    seasonal_note = f"; seasonal signals beyond the reference: {', '.join(beyond)}" if beyond else ""
+    return Condition("drift_sensor", True, f"drift share >= {policy.drift_share_high}{' or a seasonal signal beyond the reference' if beyond else ''} "
+                     f"on {len(streak)} consecutive days ({streak[0]}..{last_day}, last {last_share:.2f}){seasonal_note}",
+                     key=f"drift:{streak[0]}", figures=figures)
 
 
 def feedback_condition(count: int, false_positive_rate: float | None, policy: RetrainingPolicy, since_version: str) -> Condition:

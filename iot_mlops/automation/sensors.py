@@ -10,7 +10,7 @@ import dagster as dg
 from iot_mlops.automation.policy import Condition, drift_condition, feedback_condition, performance_condition, quality_condition
 from iot_mlops.automation.retraining import evaluate, last_fired_day, retraining_job_name
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.monitoring.drift import drift_history
+from iot_mlops.monitoring.drift import drift_history, seasonal_drift_history
 from iot_mlops.monitoring.performance import performance_history
 from iot_mlops.monitoring.quality import quality_history
 from iot_mlops.monitoring.resource import StoreResource
@@ -54,7 +54,8 @@ def search_config(fleet: str) -> dict:
 def drift(profile: FleetProfile, lake: LakeResource, registry: RegistryResource, store: StoreResource) -> Condition:
     history = [(day, share) for day, share, _ in drift_history(lake.lake(), profile.name)]
     fired = last_fired_day(registry.decision_log(), profile.name, "drift_sensor")
-    return drift_condition(history, profile.monitoring.retraining, date.fromisoformat(fired) if fired else None)
+    return drift_condition(history, profile.monitoring.retraining, date.fromisoformat(fired) if fired else None,
+                           seasonal_drift_history(lake.lake(), profile.name))
 
 
 def feedback(profile: FleetProfile, lake: LakeResource, registry: RegistryResource, store: StoreResource) -> Condition:

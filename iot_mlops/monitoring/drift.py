@@ -31,6 +31,8 @@ from iot_mlops.monitoring.reference import (
     profile_sql,
     value_sql,
 )
+from iot_mlops.monitoring.seasonal import deseasonalized, seasonal_signals
+from iot_mlops.monitoring.sensor_features import DriftOverrides
 from iot_mlops.profiles.monitoring import DriftSpec
 
 TABLE = "drift_report"
@@ -60,6 +62,7 @@ class DriftResult:
     rows: int
     dataset_drift_share: float
     features: list[FeatureDrift] = field(default_factory=list)
+    seasonal: dict[str, list[str]] = field(default_factory=dict)  # seasonal sensor -> its compared features
 
     @property
     def tested(self) -> list[FeatureDrift]:
@@ -77,6 +80,13 @@ class DriftResult:
     def dataset_drift(self) -> bool:
         return bool(self.tested) and self.share >= self.dataset_drift_share
 
+    @property
+    def seasonal_drifted(self) -> list[str]:
+        """Seasonal sensors beyond the reference: at least half of their features drifted after removing the
+        reference's mean for the same hour (and month)."""
+        drifted = set(self.drifted)
+        return [s for s, names in sorted(self.seasonal.items()) if names and 2 * len(drifted.intersection(names)) >= len(names)]
+
     def verdicts(self) -> dict[str, bool]:
         return {f.feature: f.drifted for f in self.tested}
 
@@ -88,6 +98,7 @@ class DriftResult:
         frame = frame.astype({**{c: "float64" for c in floats}, "current_count": "int64", "drifted": "bool"})
         frame["drift_share"] = self.share
         frame["dataset_drift"] = self.dataset_drift
+        frame["seasonal_drifted"] = ",".join(self.seasonal_drifted)
         return frame
 
 
@@ -109,10 +120,12 @@ def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
 
 
 def compare_feature(ref: FeatureReference, count: int, mean: float | None, histogram: dict | None,
-                    spec: DriftSpec, ks_sample: np.ndarray | None, ks_current: np.ndarray | None) -> FeatureDrift:
-    """One feature's verdict from the day's aggregates (and raw values where KS decides)."""
+                    spec: DriftSpec, ks_sample: np.ndarray | None, ks_current: np.ndarray | None,
+                    psi_threshold: float | None = None) -> FeatureDrift:
+    """One feature's verdict from the day's aggregates (and raw values where KS decides); `psi_threshold`
+    instead of the spec's (a sensor's own, from the profile)."""
     numeric = ref.kind == "numeric"
-    threshold = spec.psi_threshold if numeric else spec.p_value
+    threshold = (psi_threshold or spec.psi_threshold) if numeric else spec.p_value
     common = {"feature": ref.name, "kind": ref.kind, "current_count": int(count), "reference_mean": ref.mean,
               "current_mean": mean if numeric else None}
     if ref.count == 0 or (numeric and not ref.edges):  # nothing (or no sampled value to bin by) in training
@@ -144,18 +157,23 @@ def ks_features(reference: ReferenceProfile, spec: DriftSpec) -> list[str]:
 
 
 def compute_drift(con: duckdb.DuckDBPyConnection, relation: str, reference: ReferenceProfile,
-                  sample: pd.DataFrame | None, spec: DriftSpec, what: str = "current data") -> DriftResult:
-    """Every feature of `relation` against the reference: one aggregate pass, plus the raw KS columns."""
-    kinds = {f.name: f.kind for f in reference.features}
+                  sample: pd.DataFrame | None, spec: DriftSpec, what: str = "current data",
+                  overrides: DriftOverrides | None = None) -> DriftResult:
+    """Every feature of `relation` against the reference (seasonal features against the same slot of it): one
+    aggregate pass, plus the raw KS columns. `overrides`: the profile's per-sensor exceptions."""
+    overrides = overrides or DriftOverrides()
+    features = [f for f in reference.features if f.name not in overrides.ignored]
+    kinds = {f.name: f.kind for f in features}
     names = {name for name, *_ in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
     absent = [f for f in kinds if f not in names]
     if absent:
         raise DriftError(f"{what}: feature column(s) of the reference profile missing: {', '.join(absent)}; "
                          f"the features changed since the training dataset was built, materialize it again")
-    tested_by_ks = ks_features(reference, spec)
+    tested_by_ks = [f for f in ks_features(reference, spec) if f in kinds]
     if tested_by_ks and sample is None:
         raise DriftError(f"{what}: KS needs the raw reference sample")
-    row = list(con.execute(profile_sql(relation, kinds, {f.name: f.edges for f in reference.features}, moments=False)).fetchone())
+    relation = deseasonalized(relation, reference.seasonal)
+    row = list(con.execute(profile_sql(relation, kinds, {f.name: f.edges for f in features}, moments=False)).fetchone())
     rows = int(row.pop(0))
     if rows == 0:
         raise DriftError(f"{what}: no feature rows to compare with the reference")
@@ -164,14 +182,16 @@ def compute_drift(con: duckdb.DuckDBPyConnection, relation: str, reference: Refe
         columns = ", ".join(f"{value_sql(f, 'numeric')} AS v{i}" for i, f in enumerate(tested_by_ks))
         fetched = con.execute(f"SELECT {columns} FROM {relation}").fetchnumpy()
         current = {f: finite_values(fetched[f"v{i}"]) for i, f in enumerate(tested_by_ks)}
-    result = DriftResult(rows=rows, dataset_drift_share=spec.dataset_drift_share)
-    for ref in reference.features:
+    signals = {sensor: [f for f in names if f in kinds] for sensor, names in seasonal_signals(reference.seasonal).items()}
+    result = DriftResult(rows=rows, dataset_drift_share=spec.dataset_drift_share, seasonal=signals)
+    for ref in features:
         if ref.kind == "numeric":
             count, mean, histogram = row.pop(0), row.pop(0), row.pop(0)
         else:
             count, histogram, mean = row.pop(0), row.pop(0), None
         ks_sample = finite_values(sample[ref.name].to_numpy()) if ref.name in current else None
-        result.features.append(compare_feature(ref, count, mean, histogram, spec, ks_sample, current.get(ref.name)))
+        result.features.append(compare_feature(ref, count, mean, histogram, spec, ks_sample, current.get(ref.name),
+                                               overrides.psi_threshold.get(ref.name)))
     return result
 
 
@@ -203,3 +223,18 @@ def drift_history(lake: Lake, fleet: str) -> list[tuple[date, float, bool]]:
         rows = con.execute(f"SELECT filename, any_value(drift_share), bool_or(dataset_drift) FROM read_parquet([{listed}], "
                            "filename = true, hive_partitioning = false) GROUP BY filename").fetchall()
     return sorted((files[name], float(share), bool(drift)) for name, share, drift in rows)
+
+
+def seasonal_drift_history(lake: Lake, fleet: str) -> dict[date, list[str]]:
+    """Day -> the seasonal sensors its drift report found beyond the reference (days with none left out)."""
+    days = lake.partitions(fleet, TABLE)
+    files = {str(lake.partition_file(fleet, TABLE, d)): d for d in days}
+    if not files:
+        return {}
+    listed = ", ".join(sql_str(f) for f in files)
+    source = f"read_parquet([{listed}], filename = true, hive_partitioning = false, union_by_name = true)"
+    with connect() as con:
+        if "seasonal_drifted" not in {name for name, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}:
+            return {}  # reports written before seasonal signals
+        rows = con.execute(f"SELECT filename, any_value(seasonal_drifted) FROM {source} GROUP BY filename").fetchall()
+    return {files[name]: value.split(",") for name, value in rows if value}

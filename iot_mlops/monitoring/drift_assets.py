@@ -38,6 +38,7 @@ from iot_mlops.monitoring.verdicts import (
     compare_verdicts,
     explanation,
 )
+from iot_mlops.monitoring.sensor_features import drift_overrides
 from iot_mlops.partitions import daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import ModelRegistry, run_page_url
@@ -74,7 +75,8 @@ def report_day(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile
     """Drift of one day: the fast path's table, and (with a registry) Evidently's report logged to MLflow."""
     fleet, spec = profile.name, profile.monitoring.drift
     relation = day_relation(lake, fleet, day)
-    result = compute_drift(con, relation, reference, sample, spec, what=f"{fleet}/features {day}")
+    overrides = drift_overrides(profile, [f.name for f in reference.features])
+    result = compute_drift(con, relation, reference, sample, spec, what=f"{fleet}/features {day}", overrides=overrides)
     table = result.frame()
     table["evidently_method"] = pd.Series(pd.NA, index=table.index, dtype="string")
     table["evidently_score"] = pd.Series(float("nan"), index=table.index, dtype="float64")
@@ -133,6 +135,7 @@ def day_metadata(report: DayReport, reference: ReferenceProfile) -> dict:
         "drifted_features": len(result.drifted),
         "tested_features": len(result.tested),
         "dataset_drift": dg.MetadataValue.bool(result.dataset_drift),
+        "seasonal_drifted": ", ".join(result.seasonal_drifted) or "-",
         "top_drifted": dg.MetadataValue.md(top_drifted(result)),
         "rows": result.rows,
         "dagster/row_count": len(report.table),

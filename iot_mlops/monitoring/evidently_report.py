@@ -13,6 +13,7 @@ import pandas as pd
 
 from iot_mlops.lake import atomic_write
 from iot_mlops.monitoring.drift import DriftError, DriftResult, strength
+from iot_mlops.monitoring.seasonal import deseasonalized
 from iot_mlops.monitoring.reference import ReferenceProfile, sample_sql
 from iot_mlops.profiles.monitoring import DriftSpec
 
@@ -117,7 +118,9 @@ def parse_snapshot(snapshot) -> EvidentlyResult:
 
 
 def day_sample(con: duckdb.DuckDBPyConnection, relation: str, reference: ReferenceProfile, rows: int) -> pd.DataFrame:
-    """A bounded, deterministic sample of the day, with the reference's columns and types."""
+    """A bounded, deterministic sample of the day, with the reference's columns and types (seasonal features as
+    the reference sample holds them: less the reference's mean for the same slot)."""
+    relation = deseasonalized(relation, reference.seasonal)
     return con.execute(sample_sql(relation, {f.name: f.kind for f in reference.features}, rows)).df()
 
 

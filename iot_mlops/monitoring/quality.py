@@ -124,19 +124,20 @@ def _flag_rows(con: duckdb.DuckDBPyConnection, valid: str, profile: FleetProfile
     starting, an element switching on) is a change of state, not a spike.
     """
     spec = profile.monitoring.quality
-    z = spec.spike_zscore
     columns, spikes, flats = ["device_id", "ts", "lag(ts) OVER w AS prev_ts"], [], []
     for i, sensor in enumerate(profile.sensors):
-        s = ident(sensor.name)
+        s, own = ident(sensor.name), profile.monitoring.sensor(sensor.name)
         mean, sd = std[sensor.name]
         rest = f" AND {s} NOT IN ({sensor.min!r}, {sensor.max!r})" if spec.stuck_ignore_bounds else ""
+        flat = "false" if own.ignores("stuck") else f"coalesce({s} = lag({s}) OVER w{rest}, false)"
         columns += [
             f"{s} - lag({s}) OVER w - ({mean!r}) AS d{i}",
             f"lead({s}) OVER w - {s} - ({mean!r}) AS e{i}",
-            f"coalesce({s} = lag({s}) OVER w{rest}, false) AS flat{i}",
+            f"{flat} AS flat{i}",
         ]
-        bound = z * sd
-        spike = f"coalesce(abs(d{i}) > {bound!r} AND abs(e{i}) > {bound!r} AND sign(d{i}) != sign(e{i}), false)" if sd > 0 else "false"
+        bound = (own.spike_zscore or spec.spike_zscore) * sd
+        spiky = sd > 0 and not own.ignores("spikes")
+        spike = f"coalesce(abs(d{i}) > {bound!r} AND abs(e{i}) > {bound!r} AND sign(d{i}) != sign(e{i}), false)" if spiky else "false"
         spikes.append(f"{spike} AS spike{i}")
         flats.append(f"flat{i}")
     n = len(profile.sensors)
@@ -155,9 +156,11 @@ def _stuck(con: duckdb.DuckDBPyConnection, flags: str, devices: pd.DataFrame, pr
     """(device, sensor) pairs whose longest run of one repeated value lasts at least stuck_window, unless the
     pair was constant all of the device's previous day (constant by design, or already reported)."""
     spec = profile.monitoring.quality
-    window_us = int(spec.stuck_window.total_seconds() * _US)
+    windows = {s: profile.monitoring.sensor(s).stuck_window or spec.stuck_window for s in profile.sensor_names}
+    watched = [s for s in profile.sensor_names if not profile.monitoring.sensor(s).ignores("stuck")]
     flat = " UNION ALL ".join(
-        f"SELECT device_id, {sql_str(s)} AS sensor, ts, prev_ts FROM {flags} WHERE flat{i}" for i, s in enumerate(profile.sensor_names)
+        f"SELECT device_id, {sql_str(s)} AS sensor, {int(windows[s].total_seconds() * _US)} AS window_us, ts, prev_ts "
+        f"FROM {flags} WHERE flat{i}" for i, s in enumerate(profile.sensor_names)
     )
     runs = con.execute(
         f"""SELECT device_id, sensor, min(prev_ts) AS since, max(ts) AS until,
@@ -165,20 +168,21 @@ def _stuck(con: duckdb.DuckDBPyConnection, flags: str, devices: pd.DataFrame, pr
             FROM (SELECT *, sum(new::INT) OVER (PARTITION BY device_id, sensor ORDER BY ts) AS run
                   FROM (SELECT *, prev_ts IS DISTINCT FROM lag(ts) OVER (PARTITION BY device_id, sensor ORDER BY ts) AS new
                         FROM ({flat})))
-            GROUP BY device_id, sensor, run
-            HAVING epoch_us(max(ts)) - epoch_us(min(prev_ts)) >= {window_us}
+            GROUP BY device_id, sensor, window_us, run
+            HAVING epoch_us(max(ts)) - epoch_us(min(prev_ts)) >= window_us
             QUALIFY row_number() OVER (PARTITION BY device_id, sensor ORDER BY minutes DESC) = 1
             ORDER BY minutes DESC, device_id, sensor"""
     ).df()
     excused = pd.Series([(d, s) in history.constant_yesterday for d, s in zip(runs["device_id"], runs["sensor"])],
                         index=runs.index, dtype=bool)
     runs = runs[~excused]
-    pairs = len(devices) * len(profile.sensors)
+    pairs = len(devices) * len(watched)
     details = {
         "pairs": pairs,
         "stuck_pairs": len(runs),
         "constant_since_yesterday": int(excused.sum()),
         "window_minutes": spec.stuck_window.total_seconds() / 60,
+        "not_watched": [s for s in profile.sensor_names if s not in watched],
         "by_sensor": {k: int(v) for k, v in runs["sensor"].value_counts().sort_index().items()},
         "worst": _records(runs.head(TOP)),
     }

@@ -22,6 +22,8 @@ import pandas as pd
 from iot_mlops.lake import Lake, atomic_write, ident, parquet
 from iot_mlops.lake.store import write_query
 from iot_mlops.monitoring.calibration import calibrate
+from iot_mlops.monitoring.seasonal import deseasonalized, seasonal_features, seasonal_means
+from iot_mlops.monitoring.sensor_features import drift_overrides
 from iot_mlops.profiles.monitoring import DriftSpec
 from iot_mlops.profiles.schema import FleetProfile
 from iot_mlops.training.dataset import TABLE, DatasetReport, fingerprint
@@ -69,6 +71,8 @@ class ReferenceProfile:
     features: list[FeatureReference]
     sample_rows: int
     sample_fingerprint: str = ""
+    # Seasonal features: the reference's means by slot they are compared after removing (monitoring/seasonal.py).
+    seasonal: dict[str, dict] = field(default_factory=dict)
     path: Path | None = None  # where it was read from or written to
 
     @property
@@ -238,10 +242,13 @@ def write_reference_profile(con: duckdb.DuckDBPyConnection, lake: Lake, profile:
     features, categorical = feature_columns(pd.DataFrame(columns=names), profile)
     ignored = profile.monitoring.drift.ignore
     features = [f for f in features if not any(fnmatch(f, pattern) for pattern in ignored)]
+    features = [f for f in features if f not in drift_overrides(profile, features).ignored]
     kinds = classify(con, relation, features, categorical)
+    seasonal = seasonal_means(con, relation, seasonal_features(profile, kinds))
     target = profile_path(lake, profile.name)
-    reference = build_reference(con, relation, kinds, profile.monitoring.drift, target.with_name(SAMPLE_FILE),
-                                profile.name, dataset.fingerprint, block="CAST(ts AS DATE)")
+    reference = build_reference(con, deseasonalized(relation, seasonal), kinds, profile.monitoring.drift,
+                                target.with_name(SAMPLE_FILE), profile.name, dataset.fingerprint, block="CAST(ts AS DATE)")
+    reference = replace(reference, seasonal=seasonal)
     atomic_write(target, lambda tmp: tmp.write_text(reference.to_json()))
     return replace(reference, path=target)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -27,6 +28,15 @@ class Severity(_Strict):
         return self
 
 
+class SeasonalSignal(_Strict):
+    """A sensor that moves with the hour (and season): its features are compared with the same slot of the reference."""
+
+    sensor: str
+    by: Literal["hour_of_day", "hour_of_week"] = "hour_of_day"
+    # month: where the reference holds the day's month, that month's slot means; else the whole reference's.
+    season: Literal["month", "none"] = "month"
+
+
 class DriftSpec(_Strict):
     """How a day's features are compared with the training reference."""
 
@@ -39,6 +49,9 @@ class DriftSpec(_Strict):
     null_quantile: float = Field(0.99, ge=0.5, lt=1)
     # Features left out of drift: e.g. time-since counters, which grow past any training window by construction.
     ignore: list[str] = []  # fnmatch patterns
+    # Sensors with a daily or seasonal cycle: each of their features is compared after removing the reference's mean
+    # for the same hour (and month), so ordinary movement inside the reference is not drift (monitoring/seasonal.py).
+    seasonal: list[SeasonalSignal] = []
     ks_features: list[str] = []  # numeric features also tested with KS on the raw reference sample
     reference_sample: int = Field(5000, ge=100)  # raw reference rows kept for KS and the Evidently report
     dataset_drift_share: float = Field(0.5, gt=0, le=1)  # dataset drifted when this share of features is
@@ -61,6 +74,20 @@ class QualitySpec(_Strict):
     spike_zscore: float = Field(6.0, gt=0)  # a step change this many std of the sensor's steps is a spike
     spike_rate: Severity = Severity(warn=0.001, error=0.01)
     quarantine_share: Severity = Severity(warn=0.01, error=0.05)
+
+
+class SensorMonitoring(_Strict):
+    """One sensor's exceptions to the fleet-wide checks (`monitoring.sensors.<sensor>`)."""
+
+    # stuck: constant by design (a setpoint, an unused channel); spikes: bursty by nature; drift: its features
+    # (named after it, and interactions using it) are left out of drift.
+    ignore: list[Literal["stuck", "spikes", "drift"]] = []
+    stuck_window: Duration | None = None  # instead of quality.stuck_window
+    spike_zscore: float | None = Field(None, gt=0)  # instead of quality.spike_zscore
+    psi_threshold: float | None = Field(None, gt=0)  # instead of drift.psi_threshold, for its features
+
+    def ignores(self, check: str) -> bool:
+        return check in self.ignore
 
 
 class RetrainingPolicy(_Strict):
@@ -113,3 +140,11 @@ class MonitoringSpec(_Strict):
     quality: QualitySpec = QualitySpec()
     retraining: RetrainingPolicy = RetrainingPolicy()
     schedule: ScheduleSpec = ScheduleSpec()
+    sensors: dict[str, SensorMonitoring] = {}  # per-sensor exceptions, by sensor name
+
+    def sensor(self, name: str) -> SensorMonitoring:
+        """The sensor's exceptions (none unless the profile names it)."""
+        return self.sensors.get(name, _NO_EXCEPTIONS)
+
+
+_NO_EXCEPTIONS = SensorMonitoring()

@@ -234,6 +234,10 @@ class FleetProfile(StrictModel):
             for ref in (inter.left, inter.right):
                 if ref not in names:
                     raise ValueError(f"interaction {inter.name} refers to unknown sensor {ref!r}")
+        named = [*self.monitoring.sensors, *(s.sensor for s in self.monitoring.drift.seasonal)]
+        unknown = sorted({n for n in named if n not in names})
+        if unknown:
+            raise ValueError(f"monitoring names unknown sensor(s) {unknown} (sensors: {', '.join(names)})")
         return self
 
     @property

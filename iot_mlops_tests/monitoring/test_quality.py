@@ -94,6 +94,30 @@ def test_stuck_sensor(noisy: Fleet):
     assert {(w["device_id"], w["sensor"]) for w in result.details["worst"]} == {("d1", "temp"), ("d3", "pressure")}
 
 
+def test_sensor_exceptions_in_the_profile_set_its_own_stuck_and_spike_checks(noisy: Fleet):
+    rows = noisy_rows()
+    for i in range(10, 29):  # temp flat 3 hours on d1
+        at(rows, "d1", i)["temp"] = 42.0
+    for i in range(40, 58):  # pressure flat 3 hours on d2
+        at(rows, "d2", i)["pressure"] = 3.5
+    for i in (30, 90):  # two temp spikes on d3
+        at(rows, "d3", i)["temp"] += 40
+    results = run_checks(noisy, rows)
+    assert (results["stuck_sensors"].details["stuck_pairs"], results["spike_rate"].details["spike_rows"]) == (2, 2)
+
+    # temp is constant by design and bursty: neither check watches it; pressure may rest 4 hours.
+    noisy.spec["monitoring"] = {"sensors": {"temp": {"ignore": ["stuck", "spikes"]}, "pressure": {"stuck_window": "4h"}}}
+    results = run_checks(noisy, rows)
+    stuck = results["stuck_sensors"]
+    assert (stuck.value, stuck.severity, stuck.details["pairs"], stuck.details["not_watched"]) == (0.0, OK, 3, ["temp"])
+    assert (results["spike_rate"].value, results["spike_rate"].severity) == (0.0, OK)
+
+    noisy.spec["monitoring"] = {"sensors": {"pressure": {"stuck_window": "2h"}, "temp": {"spike_zscore": 1000}}}
+    results = run_checks(noisy, rows)
+    assert results["stuck_sensors"].details["by_sensor"] == {"pressure": 1, "temp": 1}
+    assert results["spike_rate"].details["spike_rows"] == 0
+
+
 def test_dropouts(noisy: Fleet):
     run_checks(noisy, noisy_rows(DAYS[0]), DAYS[0])  # a day before: the devices were alive at midnight
     rows = noisy_rows()

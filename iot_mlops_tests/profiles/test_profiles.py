@@ -82,6 +82,12 @@ BAD = {
     "bad identifier": (_set("components", ["Impeller Blade"]), "components.0", "pattern"),
     "unknown ambiguous-time rule": (_set("ambiguous_local_time", "guess"), "ambiguous_local_time", "earliest"),
     "zero max_future": (_set("max_future", "0s"), "max_future", "positive"),
+    "monitoring of an unknown sensor": (_set("monitoring", {"sensors": {"flow": {"ignore": ["stuck"]}}}), "<root>", "flow"),
+    "unknown check to ignore": (_set("monitoring", {"sensors": {"temp": {"ignore": ["range"]}}}),
+                                "monitoring.sensors.temp.ignore.0", "stuck"),
+    "unknown seasonal sensor": (_set("monitoring", {"drift": {"seasonal": [{"sensor": "flow"}]}}), "<root>", "flow"),
+    "unknown seasonal slot": (_set("monitoring", {"drift": {"seasonal": [{"sensor": "temp", "by": "minute"}]}}),
+                              "monitoring.drift.seasonal.0.by", "hour_of_day"),
 }
 
 
