@@ -46,7 +46,7 @@ class DriftError(ValueError):
 class FeatureDrift:
     feature: str
     kind: str
-    method: str  # psi | chisquare | ks | untested (no reference values) | missing (no values today)
+    method: str  # psi | chisquare | ks | seasonal (level against the reference's band) | untested | missing (no values today)
     statistic: float | None
     p_value: float | None
     threshold: float
@@ -74,7 +74,11 @@ class DriftResult:
 
     @property
     def share(self) -> float:
-        return len(self.drifted) / len(self.tested) if self.tested else 0.0
+        """Share of drifted features among the tested ones, seasonal signals' features apart: those are judged by
+        their level alone and start a retraining on their own (seasonal_drifted), so they neither dilute nor double."""
+        seasonal = {name for names in self.seasonal.values() for name in names}
+        tested = [f for f in self.tested if f.feature not in seasonal]
+        return sum(f.drifted for f in tested) / len(tested) if tested else 0.0
 
     @property
     def dataset_drift(self) -> bool:
@@ -82,10 +86,10 @@ class DriftResult:
 
     @property
     def seasonal_drifted(self) -> list[str]:
-        """Seasonal sensors beyond the reference: at least half of their features drifted after removing the
-        reference's mean for the same hour (and month)."""
+        """Seasonal sensors beyond the reference: the day's level of one of their features, less the reference's
+        mean for the same hour (and month), outside the band the reference held."""
         drifted = set(self.drifted)
-        return [s for s, names in sorted(self.seasonal.items()) if names and 2 * len(drifted.intersection(names)) >= len(names)]
+        return [s for s, names in sorted(self.seasonal.items()) if drifted.intersection(names)]
 
     def verdicts(self) -> dict[str, bool]:
         return {f.feature: f.drifted for f in self.tested}
@@ -104,7 +108,7 @@ class DriftResult:
 
 def strength(f: FeatureDrift) -> float:
     """How far past its threshold a feature is, one scale for PSI and p-values (>= 1 when drifted)."""
-    if f.method == "psi":
+    if f.method in ("psi", "seasonal"):
         return f.statistic / f.threshold
     if f.method == "missing":
         return math.inf
@@ -138,6 +142,13 @@ def compare_feature(ref: FeatureReference, count: int, mean: float | None, histo
         return FeatureDrift(method="chisquare", statistic=stat, p_value=p, threshold=threshold,
                             drifted=p < threshold and beyond_null, **common)
     value = psi(ref.counts, counts_by_bin(histogram, ref.edges))
+    if ref.band and mean is not None:
+        # A seasonal feature drifts when its level leaves what the reference held (values less the same slot's mean):
+        # distance of the day's mean from the band's centre, in half-widths of the band; beyond 1 is drifted.
+        middle, half = (ref.band[0] + ref.band[1]) / 2, max((ref.band[1] - ref.band[0]) / 2, 1e-12)
+        level = abs(mean - middle) / half
+        return FeatureDrift(method="seasonal", statistic=level, p_value=None, threshold=1.0, drifted=level > 1.0, psi=value,
+                            **common)
     threshold = max(threshold, ref.null_threshold or 0.0)
     if ks_sample is not None and len(ks_sample) and ks_current is not None:
         d, p = ks(ks_sample, ks_current)

@@ -13,6 +13,7 @@ import pandas as pd
 from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, connect, ident, parquet, sql_str
 from iot_mlops.lake.commit import VERSION_PREFIX
 from iot_mlops.monitoring.device_history import DeviceHistory, device_history
+from iot_mlops.monitoring.repeats import repeat_rates, required_run
 from iot_mlops.profiles.monitoring import Severity
 from iot_mlops.profiles.schema import FleetProfile
 
@@ -156,8 +157,14 @@ def _stuck(con: duckdb.DuckDBPyConnection, flags: str, devices: pd.DataFrame, pr
     """(device, sensor) pairs whose longest run of one repeated value lasts at least stuck_window, unless the
     pair was constant all of the device's previous day (constant by design, or already reported)."""
     spec = profile.monitoring.quality
-    windows = {s: profile.monitoring.sensor(s).stuck_window or spec.stuck_window for s in profile.sensor_names}
     watched = [s for s in profile.sensor_names if not profile.monitoring.sensor(s).ignores("stuck")]
+    rates = repeat_rates(con, flags, devices, profile.sensor_names)
+    samples = int(devices["rows"].sum())
+    required = {s: required_run(rates[s], samples, profile.sampling_interval,
+                                profile.monitoring.sensor(s).stuck_window or spec.stuck_window) for s in profile.sensor_names}
+    # Constant on the median device today: by design, unless a device held it changing all of yesterday.
+    by_design = sorted(s for s in watched if required[s] is None)
+    windows = {s: required[s] or profile.monitoring.sensor(s).stuck_window or spec.stuck_window for s in profile.sensor_names}
     flat = " UNION ALL ".join(
         f"SELECT device_id, {sql_str(s)} AS sensor, {int(windows[s].total_seconds() * _US)} AS window_us, ts, prev_ts "
         f"FROM {flags} WHERE flat{i}" for i, s in enumerate(profile.sensor_names)
@@ -173,8 +180,8 @@ def _stuck(con: duckdb.DuckDBPyConnection, flags: str, devices: pd.DataFrame, pr
             QUALIFY row_number() OVER (PARTITION BY device_id, sensor ORDER BY minutes DESC) = 1
             ORDER BY minutes DESC, device_id, sensor"""
     ).df()
-    excused = pd.Series([(d, s) in history.constant_yesterday for d, s in zip(runs["device_id"], runs["sensor"])],
-                        index=runs.index, dtype=bool)
+    excused = pd.Series([(d, s) in history.constant_yesterday or (s in by_design and d not in history.reported_yesterday)
+                         for d, s in zip(runs["device_id"], runs["sensor"])], index=runs.index, dtype=bool)
     runs = runs[~excused]
     pairs = len(devices) * len(watched)
     details = {
@@ -183,6 +190,9 @@ def _stuck(con: duckdb.DuckDBPyConnection, flags: str, devices: pd.DataFrame, pr
         "constant_since_yesterday": int(excused.sum()),
         "window_minutes": spec.stuck_window.total_seconds() / 60,
         "not_watched": [s for s in profile.sensor_names if s not in watched],
+        "constant_by_design": by_design,
+        "lengthened_minutes": {s: windows[s].total_seconds() / 60 for s in watched
+                               if required[s] and required[s] > (profile.monitoring.sensor(s).stuck_window or spec.stuck_window)},
         "by_sensor": {k: int(v) for k, v in runs["sensor"].value_counts().sort_index().items()},
         "worst": _records(runs.head(TOP)),
     }

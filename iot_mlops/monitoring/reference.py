@@ -60,6 +60,8 @@ class FeatureReference:
     # The statistic (numeric: PSI, categorical: chi-square) a healthy day of the reference reaches against the
     # rest of it, at the calibration quantile; None when the reference was not calibrated (or too few days).
     null_threshold: float | None = None
+    # Seasonal features: the 1% and 99% quantiles of the reference's values less their slot means (seasonal.py).
+    band: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,20 @@ def blocks(con: duckdb.DuckDBPyConnection, relation: str, kinds: dict[str, str],
     return found
 
 
+def with_bands(reference: ReferenceProfile, sample_file: Path) -> ReferenceProfile:
+    """Each seasonal feature with the band (1% and 99% quantiles of the raw sample) its level is judged against."""
+    if not reference.seasonal:
+        return reference
+    sample = pd.read_parquet(sample_file, columns=list(reference.seasonal))
+    features = []
+    for feature in reference.features:
+        values = sample[feature.name].to_numpy(dtype=float) if feature.name in reference.seasonal else np.array([])
+        values = values[np.isfinite(values)]
+        band = [float(q) for q in np.quantile(values, [0.01, 0.99])] if len(values) else []
+        features.append(replace(feature, band=band))
+    return replace(reference, features=features)
+
+
 def profile_path(lake: Lake, fleet: str) -> Path:
     return lake.table_dir(fleet, TABLE) / PROFILE_FILE
 
@@ -248,7 +264,7 @@ def write_reference_profile(con: duckdb.DuckDBPyConnection, lake: Lake, profile:
     target = profile_path(lake, profile.name)
     reference = build_reference(con, deseasonalized(relation, seasonal), kinds, profile.monitoring.drift,
                                 target.with_name(SAMPLE_FILE), profile.name, dataset.fingerprint, block="CAST(ts AS DATE)")
-    reference = replace(reference, seasonal=seasonal)
+    reference = with_bands(replace(reference, seasonal=seasonal), target.with_name(SAMPLE_FILE))
     atomic_write(target, lambda tmp: tmp.write_text(reference.to_json()))
     return replace(reference, path=target)
 

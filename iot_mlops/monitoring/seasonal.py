@@ -21,13 +21,15 @@ SLOTS = {"hour_of_day": 24, "hour_of_week": 168}
 
 
 def seasonal_features(profile: FleetProfile, kinds: dict[str, str]) -> dict[str, tuple[str, str, str]]:
-    """Numeric feature -> (sensor, by, season) of the seasonal signal it is computed from (the first one named)."""
+    """Numeric feature of a seasonal sensor alone -> (sensor, by, season). Interactions with other sensors are not
+    seasonal: they move with those sensors too, and are compared as any feature."""
     signals = {s.sensor: s for s in profile.monitoring.drift.seasonal}
+    interactions = {i.name for i in profile.features.interactions}
     found = {}
     for feature, sensors in feature_sensors(profile, [f for f, k in kinds.items() if k == "numeric"]).items():
-        named = [signals[s] for s in sorted(sensors) if s in signals]
-        if named:
-            found[feature] = (named[0].sensor, named[0].by, named[0].season)
+        (sensor,) = sensors if len(sensors) == 1 else (None,)
+        if sensor in signals and feature not in interactions:
+            found[feature] = (sensor, signals[sensor].by, signals[sensor].season)
     return found
 
 

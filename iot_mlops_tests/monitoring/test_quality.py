@@ -118,6 +118,29 @@ def test_sensor_exceptions_in_the_profile_set_its_own_stuck_and_spike_checks(noi
     assert results["spike_rate"].details["spike_rows"] == 0
 
 
+def test_a_coarse_sensor_must_repeat_longer_than_chance_makes_likely(noisy: Fleet):
+    rows = noisy_rows()
+    for row in rows:  # whole degrees of N(50, 0.5): about one step in three repeats
+        row["temp"] = round(row["temp"])
+    healthy = run_checks(noisy, rows)["stuck_sensors"]
+    assert healthy.value == 0.0 and healthy.details["lengthened_minutes"]["temp"] > 60
+    for i in range(20, 50):  # 5 hours frozen on d1
+        at(rows, "d1", i)["temp"] = 50
+    frozen = run_checks(noisy, rows)["stuck_sensors"]
+    assert frozen.details["by_sensor"] == {"temp": 1} and frozen.details["worst"][0]["minutes"] >= 290
+
+
+def test_a_sensor_constant_on_every_device_is_constant_by_design_unless_it_changed_yesterday(noisy: Fleet):
+    constant = [{**row, "pressure": 3.0} for row in noisy_rows(DAYS[0])]
+    result = run_checks(noisy, constant, DAYS[0])["stuck_sensors"]  # the fleet's first day: nothing to compare with
+    assert (result.value, result.details["constant_by_design"]) == (0.0, ["pressure"])
+    assert run_checks(noisy, [{**row, "pressure": 3.0} for row in noisy_rows()])["stuck_sensors"].value == 0.0
+
+    run_checks(noisy, noisy_rows(DAYS[0]), DAYS[0])  # yesterday pressure moved on every device
+    frozen = run_checks(noisy, [{**row, "pressure": 3.0} for row in noisy_rows()])["stuck_sensors"]
+    assert frozen.details["by_sensor"] == {"pressure": len(DEVICES)} and frozen.severity == ERROR
+
+
 def test_dropouts(noisy: Fleet):
     run_checks(noisy, noisy_rows(DAYS[0]), DAYS[0])  # a day before: the devices were alive at midnight
     rows = noisy_rows()

@@ -11,7 +11,7 @@ import pytest
 
 from iot_mlops.lake import connect
 from iot_mlops.monitoring.drift import compute_drift
-from iot_mlops.monitoring.reference import SAMPLE_FILE, build_reference
+from iot_mlops.monitoring.reference import SAMPLE_FILE, build_reference, with_bands
 from iot_mlops.monitoring.seasonal import deseasonalized, seasonal_features, seasonal_means
 from iot_mlops.monitoring.sensor_features import DriftOverrides, drift_overrides, feature_sensors
 from iot_mlops.profiles.monitoring import DriftSpec
@@ -39,7 +39,7 @@ def reference_of(tmp_path: Path, frame: pd.DataFrame, seasonal: dict | None):
         means = seasonal_means(con, "reference_rows", seasonal) if seasonal else {}
         reference = build_reference(con, deseasonalized("reference_rows", means), KINDS, DriftSpec(calibrate=False),
                                     tmp_path / SAMPLE_FILE, block="CAST(ts AS DATE)")
-    return replace(reference, seasonal=means), pd.read_parquet(tmp_path / SAMPLE_FILE)
+    return with_bands(replace(reference, seasonal=means), tmp_path / SAMPLE_FILE), pd.read_parquet(tmp_path / SAMPLE_FILE)
 
 
 def drifted(reference, sample, day: pd.DataFrame, overrides: DriftOverrides | None = None):
@@ -56,9 +56,12 @@ def test_a_day_seen_at_some_hours_only_is_compared_with_the_same_hours(tmp_path:
     seasonal, sample = reference_of(tmp_path / "seasonal", rows, SEASONAL)
     result = drifted(seasonal, sample, night)
     assert result.drifted == [] and result.seasonal == {"x": ["x"]} and result.seasonal_drifted == []
+    (x,) = [f for f in result.features if f.feature == "x"]
+    assert x.method == "seasonal" and 0 <= x.statistic < 0.2  # the night's level sits mid-band
     shifted = night.assign(x=night["x"] - 6)  # beyond anything the reference saw at those hours
     result = drifted(seasonal, sample, shifted)
     assert result.drifted == ["x"] and result.seasonal_drifted == ["x"]
+    assert result.share == 0.0  # y alone counts in the share; x starts a retraining as a seasonal signal
 
 
 def test_a_month_the_reference_holds_is_compared_with_that_month(tmp_path: Path):
@@ -96,3 +99,5 @@ def test_features_belong_to_their_sensors_and_the_profile_sets_their_exceptions(
     assert overrides.psi_threshold == {"temp_mean_1h": 0.5, "temp_minus_pressure": 0.5}
     kinds = {f: "numeric" for f in features}
     assert seasonal_features(profile, kinds) == {"temp_out_max_3h": ("temp_out", "hour_of_week", "none")}
+    fleet.spec["monitoring"]["drift"]["seasonal"] = [{"sensor": "temp"}]
+    assert seasonal_features(fleet.write_profile(), kinds) == {"temp_mean_1h": ("temp", "hour_of_day", "month")}
