@@ -56,7 +56,7 @@ def drift_condition(history: list[tuple[date, float]], policy: RetrainingPolicy,
     if not history:
         return Condition("drift_sensor", False, "no drift reports yet")
     last_day, last_share = history[-1]
-    high = lambda day, share: share >= policy.drift_share_high or bool(seasonal.get(day))  # noqa: E731
+    high = lambda day, share: share >= policy.drift_share_high or bool(seasonal.get(day))
     armed = last_fired_day is None or any(day > last_fired_day and share < policy.drift_share_low and not seasonal.get(day)
                                           for day, share in history)
     high_days = []

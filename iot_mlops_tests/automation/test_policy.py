@@ -54,6 +54,18 @@ def test_hysteresis_rearms_only_below_low_threshold():
     assert again.fired and again.key == f"drift:{D0 + timedelta(days=3)}"
 
 
+def test_a_seasonal_signal_beyond_the_reference_counts_as_a_high_drift_day():
+    history = days([0.05, 0.05, 0.05, 0.05])
+    beyond = {D0 + timedelta(days=2): ["inlet_temp_c"], D0 + timedelta(days=3): ["inlet_temp_c"]}
+    assert not drift_condition(history[:3], POLICY, None, beyond).fired  # one day beyond
+    fired = drift_condition(history, POLICY, None, beyond)
+    assert fired.fired and fired.key == f"drift:{D0 + timedelta(days=2)}" and "inlet_temp_c" in fired.reason
+    assert fired.figures["seasonal_beyond_reference"] == ["inlet_temp_c"]
+    # a low share does not re-arm while the seasonal signal is still beyond the reference
+    assert not drift_condition(history, POLICY, D0 + timedelta(days=3), beyond).fired
+    assert not drift_condition(history, POLICY, None, {D0: ["inlet_temp_c"], D0 + timedelta(days=2): ["inlet_temp_c"]}).fired
+
+
 def test_consecutive_days():
     assert consecutive_days([D0, D0 + timedelta(days=1), D0 + timedelta(days=3), D0 + timedelta(days=4)]) == [
         D0 + timedelta(days=3), D0 + timedelta(days=4)]
