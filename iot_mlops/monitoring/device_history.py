@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import duckdb
+import pandas as pd
 
 from iot_mlops.lake import DATA_FILE, Lake, ident, parquet
 from iot_mlops.profiles.schema import FleetProfile
@@ -24,6 +25,18 @@ class DeviceHistory:
     reported_yesterday: frozenset[str] = frozenset()
     constant_yesterday: frozenset[tuple[str, str]] = frozenset()
     failed_at: dict[str, datetime] = field(default_factory=dict)
+
+    def expected_slots(self, devices: pd.DataFrame, day: date, interval: timedelta) -> tuple[pd.Series, int]:
+        """Per device (`device_id`, `first_ts`), the sampling slots of its active life on the day: from its first
+        reading when it did not report yesterday, until its failure when it failed that day; and how many start."""
+        midnight, full = pd.Timestamp(day), max(1, int(timedelta(days=1) / interval))
+        starts = [pd.Timestamp(first).tz_localize(None).floor(interval)
+                  if self.known and d not in self.reported_yesterday and pd.notna(first) else midnight
+                  for d, first in zip(devices["device_id"], devices["first_ts"])]
+        ends = [min(midnight + pd.Timedelta(days=1), pd.Timestamp(self.failed_at[d]).tz_localize(None).ceil(interval))
+                if d in self.failed_at else midnight + pd.Timedelta(days=1) for d in devices["device_id"]]
+        expected = pd.Series([max(1, int((e - b) / interval)) for b, e in zip(starts, ends)], index=devices.index)
+        return expected.clip(upper=full), sum(b > midnight for b in starts)
 
 
 def device_history(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, day: date) -> DeviceHistory:

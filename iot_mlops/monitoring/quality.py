@@ -221,13 +221,7 @@ def _dropouts(con: duckdb.DuckDBPyConnection, lake: Lake, quarantine: str, devic
     unusable = sorted((sent & known) - set(devices["device_id"]))
     slots = pd.concat([devices[["device_id", "slots", "first_ts"]], pd.DataFrame({"device_id": unusable, "slots": 0})],
                       ignore_index=True)
-    midnight = pd.Timestamp(day)
-    starts = [pd.Timestamp(first).tz_localize(None).floor(interval)
-              if history.known and d not in history.reported_yesterday and pd.notna(first) else midnight
-              for d, first in zip(slots["device_id"], slots["first_ts"])]
-    ends = [min(midnight + pd.Timedelta(days=1), pd.Timestamp(history.failed_at[d]).tz_localize(None).ceil(interval))
-            if d in history.failed_at else midnight + pd.Timedelta(days=1) for d in slots["device_id"]]
-    expected = pd.Series([max(1, int((e - b) / interval)) for b, e in zip(starts, ends)], index=slots.index).clip(upper=full)
+    expected, starting = history.expected_slots(slots, day, interval)
     missing = (expected - slots["slots"]).clip(lower=0)
     share = missing / expected
     ranked = slots.assign(missing=missing, missing_share=share).sort_values(["missing_share", "device_id"], ascending=[False, True])
@@ -236,7 +230,7 @@ def _dropouts(con: duckdb.DuckDBPyConnection, lake: Lake, quarantine: str, devic
         "devices": len(slots),
         "expected_per_device": full,
         "expected_samples": int(expected.sum()),
-        "devices_starting_today": sum(b > midnight for b in starts),
+        "devices_starting_today": starting,
         "devices_failed_today": sum(d in history.failed_at for d in slots["device_id"]),
         "missing_samples": int(missing.sum()),
         "devices_above_warn": int((share > spec.dropout_share.warn).sum()),
