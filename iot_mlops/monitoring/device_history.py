@@ -39,11 +39,24 @@ class DeviceHistory:
         return expected.clip(upper=full), sum(b > midnight for b in starts)
 
 
-def device_history(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, day: date) -> DeviceHistory:
-    """Read yesterday's valid telemetry (one aggregate pass) and today's failure events, where they exist."""
+@dataclass(frozen=True)
+class DayFigures:
+    """What the next day's checks need of a day: its reporting devices and their constant (device, sensor) pairs."""
+
+    reported: frozenset[str]
+    constant: frozenset[tuple[str, str]]
+
+
+def device_history(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, day: date,
+                   carried: dict | None = None) -> DeviceHistory:
+    """Yesterday's figures (carried from checking yesterday in the same run, else one aggregate pass over its
+    valid telemetry) and today's failure events, where they exist."""
     fleet, yesterday = profile.name, day - timedelta(days=1)
     failed_at = _failures(con, lake, fleet, day)
     folder = lake.partition_version(fleet, "telemetry", yesterday)
+    if carried and folder in carried:
+        figures = carried[folder]
+        return DeviceHistory(True, figures.reported, figures.constant, failed_at)
     if not (folder / DATA_FILE).is_file():
         # The fleet's first day: every device starts its life at its first reading. A gap in the middle says nothing.
         first = not any(d < day for d in lake.partitions(fleet, "telemetry"))

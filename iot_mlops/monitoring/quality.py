@@ -12,7 +12,7 @@ import pandas as pd
 
 from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, connect, ident, parquet, sql_str
 from iot_mlops.lake.commit import VERSION_PREFIX
-from iot_mlops.monitoring.device_history import DeviceHistory, device_history
+from iot_mlops.monitoring.device_history import DayFigures, DeviceHistory, device_history
 from iot_mlops.monitoring.repeats import repeat_rates, required_run
 from iot_mlops.profiles.monitoring import Severity
 from iot_mlops.profiles.schema import FleetProfile
@@ -64,9 +64,10 @@ def _result(check: str, value: float, thresholds: Severity, details: dict) -> Qu
 
 
 def check_partition(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, day: date,
-                    folder: Path | None = None) -> list[QualityResult]:
+                    folder: Path | None = None, carried: dict | None = None) -> list[QualityResult]:
     """The five checks of one day's telemetry (valid rows) and quarantine, in CHECKS order; `folder` is the
-    telemetry version to check (default: the current one)."""
+    telemetry version to check (default: the current one). `carried`: kept by the caller across the days of a
+    run, so the next day reads this day's figures from it instead of its telemetry again."""
     fleet, spec = profile.name, profile.monitoring.quality
     folder = folder or lake.partition_version(fleet, "telemetry", day)
     valid_file, quarantine_file = folder / DATA_FILE, folder / QUARANTINE_FILE
@@ -74,8 +75,10 @@ def check_partition(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPr
         if not file.is_file():
             raise QualityError(f"{fleet}: no partition {file} for {day}; materialize {fleet}/telemetry for that day first")
     valid, quarantine = f"{parquet(valid_file)}", f"{parquet(quarantine_file)}"
-    devices, std = _device_stats(con, valid, profile)
-    history = device_history(con, lake, profile, day)
+    devices, std, constant = _device_stats(con, valid, profile)
+    history = device_history(con, lake, profile, day, carried)
+    if carried is not None:
+        carried[folder] = DayFigures(frozenset(devices["device_id"]), constant)
     flags = _flag_rows(con, valid, profile, std)
     n_valid = int(devices["rows"].sum())
     by_reason = dict(con.execute(f"SELECT reason, count(*) FROM {quarantine} GROUP BY ALL ORDER BY 2 DESC, 1").fetchall())
@@ -91,26 +94,29 @@ def check_partition(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetPr
     ]
 
 
-def _device_stats(con: duckdb.DuckDBPyConnection, valid: str, profile: FleetProfile) -> tuple[pd.DataFrame, dict]:
-    """Pass 1: rows and sampling slots per device, and {sensor: (mean, std)} of its steps over the fleet.
+def _device_stats(con: duckdb.DuckDBPyConnection, valid: str, profile: FleetProfile) -> tuple[pd.DataFrame, dict, frozenset]:
+    """Pass 1: rows and sampling slots per device, {sensor: (mean, std)} of its steps over the fleet, and the
+    (device, sensor) pairs constant all day (what the next day's check needs of this one).
 
     One window pass grouped per device and for the whole fleet (GROUPING SETS): exact statistics.
     """
     interval = int(profile.sampling_interval.total_seconds() * _US)
     names = profile.sensor_names
-    steps = ", ".join(f"{ident(s)} - lag({ident(s)}) OVER w AS d{i}" for i, s in enumerate(names))
+    steps = ", ".join(f"{ident(s)} AS v{i}, {ident(s)} - lag({ident(s)}) OVER w AS d{i}" for i, s in enumerate(names))
     stats = ", ".join(f"avg(d{i}), stddev_pop(d{i})" for i in range(len(names)))
+    constant = ", ".join(f"coalesce(count(v{i}) > 0 AND min(v{i}) = max(v{i}), false) AS k{i}" for i in range(len(names)))
     frame = con.execute(
         f"""SELECT device_id, count(*) AS rows,
                    count(*) - count(*) FILTER (WHERE epoch_us(ts) // {interval} = epoch_us(prev_ts) // {interval}) AS slots,
-                   min(ts) AS first_ts, {stats}
+                   min(ts) AS first_ts, {stats}, {constant}
             FROM (SELECT device_id, ts, lag(ts) OVER w AS prev_ts, {steps} FROM {valid} {WINDOW})
             GROUP BY GROUPING SETS ((device_id), ())"""
     ).df()
     fleet_row = frame[frame["device_id"].isna()]
-    devices = frame[frame["device_id"].notna()].iloc[:, :4].reset_index(drop=True)
-    values = fleet_row.iloc[0, 4:].tolist() if len(fleet_row) else [None] * 2 * len(names)
-    return devices, {s: (_num(values[2 * i]), _num(values[2 * i + 1])) for i, s in enumerate(names)}
+    per_device = frame[frame["device_id"].notna()].reset_index(drop=True)
+    constant = frozenset((d, s) for i, s in enumerate(names) for d in per_device.loc[per_device[f"k{i}"].astype(bool), "device_id"])
+    values = fleet_row.iloc[0, 4:4 + 2 * len(names)].tolist() if len(fleet_row) else [None] * 2 * len(names)
+    return per_device.iloc[:, :4], {s: (_num(values[2 * i]), _num(values[2 * i + 1])) for i, s in enumerate(names)}, constant
 
 
 def _num(value: object) -> float:

@@ -113,10 +113,12 @@ def quality_assets(profile: FleetProfile, profile_dir: Path) -> list:
     def telemetry_quality(context: dg.AssetCheckExecutionContext, lake: LakeResource):
         selected = {k.name for k in context.selected_asset_check_keys}
         store = lake.lake()
+        carried: dict = {}
         for day in partition_days(context):
             folder = store.partition_version(fleet, "telemetry", day)
             with lake.connect() as con:
-                results = stored_results(con, store, fleet, day, folder.name) or check_partition(con, store, profile, day, folder)
+                results = (stored_results(con, store, fleet, day, folder.name)
+                           or check_partition(con, store, profile, day, folder, carried))
             for result in results:
                 if result.check in selected:
                     yield evaluation(result, telemetry_key, day, context.instance)
@@ -135,11 +137,11 @@ def quality_assets(profile: FleetProfile, profile_dir: Path) -> list:
         deps=[telemetry_key, dg.AssetKey([fleet, "devices"])],
     )
     def data_quality(context: dg.AssetExecutionContext, lake: LakeResource):
-        store, per_day = lake.lake(), {}
+        store, per_day, carried = lake.lake(), {}, {}
         with lake.connect() as con:
             for day in partition_days(context):
                 folder = store.partition_version(fleet, "telemetry", day)
-                per_day[day] = check_partition(con, store, profile, day, folder)
+                per_day[day] = check_partition(con, store, profile, day, folder, carried)
                 write_quality(con, store, fleet, day, per_day[day], folder.name)
         return dg.MaterializeResult(metadata=quality_metadata(per_day, store.table_dir(fleet, TABLE)))
 

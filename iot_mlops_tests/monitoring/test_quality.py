@@ -15,6 +15,7 @@ from iot_mlops.monitoring.quality import (
     CHECKS, ERROR, OK, WARN, QualityError, QualityResult, check_partition, quality_history, severity, stored_results,
     write_quality,
 )
+from iot_mlops.monitoring.device_history import device_history
 from iot_mlops.monitoring.quality_assets import quality_assets
 from iot_mlops.profiles import source_folder
 from iot_mlops.profiles.monitoring import Severity
@@ -139,6 +140,27 @@ def test_a_sensor_constant_on_every_device_is_constant_by_design_unless_it_chang
     run_checks(noisy, noisy_rows(DAYS[0]), DAYS[0])  # yesterday pressure moved on every device
     frozen = run_checks(noisy, [{**row, "pressure": 3.0} for row in noisy_rows()])["stuck_sensors"]
     assert frozen.details["by_sensor"] == {"pressure": len(DEVICES)} and frozen.severity == ERROR
+
+
+def test_a_run_carries_each_days_figures_to_the_next_day(noisy: Fleet):
+    yesterday = noisy_rows(DAYS[0])
+    for i in range(SLOTS):  # d2's pressure constant all of yesterday
+        at(yesterday, "d2", i)["pressure"] = 3.5
+    run_checks(noisy, [r for r in yesterday if r["device"] != "d3"], DAYS[0])  # d3 silent yesterday
+    today = noisy_rows()
+    for i in range(SLOTS):
+        at(today, "d2", i)["pressure"] = 3.5
+    run_checks(noisy, today)
+    profile, figures = noisy.profile(), lambda rs: [(r.check, r.value, r.severity, r.details) for r in rs]  # noqa: E731
+    with connect() as con:
+        carried: dict = {}
+        check_partition(con, noisy.lake, profile, DAYS[0], carried=carried)
+        assert len(carried) == 1
+        read = device_history(con, noisy.lake, profile, DAY)
+        assert device_history(con, noisy.lake, profile, DAY, carried) == read
+        assert (read.reported_yesterday, read.constant_yesterday) == ({"d1", "d2"}, {("d2", "pressure")})
+        assert figures(check_partition(con, noisy.lake, profile, DAY, carried=carried)) == figures(
+            check_partition(con, noisy.lake, profile, DAY))
 
 
 def test_dropouts(noisy: Fleet):
