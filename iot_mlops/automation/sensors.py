@@ -12,7 +12,7 @@ from iot_mlops.automation.retraining import evaluate, last_fired_day, retraining
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.drift import drift_history, seasonal_drift_history
 from iot_mlops.monitoring.performance import performance_history
-from iot_mlops.monitoring.quality import quality_history
+from iot_mlops.monitoring.quality_store import quality_history
 from iot_mlops.monitoring.resource import StoreResource
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import CHAMPION, ModelNotFound

@@ -11,8 +11,9 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetC
 
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.quality import (
-    CHECKS, ERROR, OK, TABLE, WARN, QualityResult, check_partition, stored_results, worst, write_quality,
+    CHECKS, ERROR, OK, TABLE, WARN, QualityResult, check_partition, worst,
 )
+from iot_mlops.monitoring.quality_store import stored_results, write_quality
 from iot_mlops.partitions import daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration

@@ -11,7 +11,8 @@ import yaml
 from iot_mlops.automation.daemon import LOCATION_NAME, workspace_yaml
 from iot_mlops.automation.sensors import retraining_sensors, search_config
 from iot_mlops.definitions import fleet_definitions
-from iot_mlops.monitoring.quality import ERROR, quality_history
+from iot_mlops.monitoring.quality import ERROR
+from iot_mlops.monitoring.quality_store import quality_history
 from iot_mlops.monitoring.resource import StoreResource
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops_tests.fleet import DAYS, DEVICES, RANGE_END, RANGE_START, Fleet, garbled_day
