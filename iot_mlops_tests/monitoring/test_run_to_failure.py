@@ -3,19 +3,22 @@ data quality, though channels are constant by design, units start and fail mid-d
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 
 from iot_mlops.automation.policy import drift_condition, quality_condition
-from iot_mlops.lake import Lake
+from iot_mlops.lake import Lake, connect
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.monitoring.drift import drift_history, seasonal_drift_history
+from iot_mlops.monitoring.drift import compute_drift, day_relation, drift_history, seasonal_drift_history
 from iot_mlops.monitoring.drift_assets import drift_assets
 from iot_mlops.monitoring.quality import TABLE as QUALITY
 from iot_mlops.monitoring.quality_store import quality_history
 from iot_mlops.monitoring.quality_assets import quality_assets
+from iot_mlops.monitoring.reference import load_reference_profile
 from iot_mlops.profiles import load_profile
 from iot_mlops_tests.monitoring.run_to_failure import NAME, START, land, write_profile
 from iot_mlops_tests.training.pipeline import all_assets, registry_resource, run
@@ -58,3 +61,11 @@ def test_a_run_to_failure_fleet_starts_no_retraining_from_drift_or_data_quality(
     print("run-to-failure drift", [(str(d), round(s, 3)) for d, s in shares])
     print("run-to-failure quality", [(str(d), s) for d, s in quality])
     assert fired == [], (shares, quality)
+
+    # The fleet is as hard as it should be: against fixed thresholds, an ordinary day looks drifted.
+    reference = load_reference_profile(lake, NAME)
+    fixed = replace(reference, features=[replace(f, null_threshold=None) for f in reference.features])
+    with connect() as con:
+        raw = [compute_drift(con, day_relation(lake, NAME, day), fixed, None, profile.monitoring.drift).share for day, _ in shares]
+    print("run-to-failure drift share with fixed thresholds", [round(s, 3) for s in raw])
+    assert float(np.median(raw)) >= profile.monitoring.drift.dataset_drift_share
