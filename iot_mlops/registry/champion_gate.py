@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops.profiles.schema import FleetProfile
-from iot_mlops.registry.decisions import DecisionLog
 from iot_mlops.registry.gate import EVENT_RECALL, FALSE_ALARMS, GateDecision, GatePolicy, decide
 from iot_mlops.registry.lifecycle import promote, reject
 from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION, ModelRegistry
