@@ -12,7 +12,7 @@ features, the project's pipeline with per-component thresholds) on synthetic row
 in MLflow (SQLite) as `water_heaters_component_failure@champion`, plus a challenger (so the service also scores in
 shadow, as it does while a challenger waits at the gate), and online features for 200 devices.
 
-1. Single prediction: the real server process (uvicorn, `--workers`, operational store on SQLite) answers
+1. Single prediction: the real server process (uvicorn, `--workers`, operational store on Postgres) answers
    `GET /api/predictions/water_heater/{device}/component_failure`, each client cycling over the 200 devices
    (features lookup, champion + shadow challenger,
    explanation, the prediction recorded) under `--clients` concurrent keep-alive clients in a closed loop; then
@@ -43,11 +43,13 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import ROOT, spawn_worker
+
 from iot_mlops.processes import stop_process_group
 
 NAME = "water_heaters_component_failure"
@@ -83,7 +85,7 @@ def setup(work: Path) -> dict:
     from threadpoolctl import threadpool_limits
 
     from iot_mlops.lake import Lake, atomic_write
-    from iot_mlops.registry.decisions import DecisionLog
+    from iot_mlops.opstore.decisions import DecisionLog
     from iot_mlops.registry.lifecycle import promote
     from iot_mlops.registry.mlflow_service import ModelRegistry
     from iot_mlops.serving.auth import hash_key
@@ -303,19 +305,32 @@ def run_load(case_file: Path) -> None:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def feedback_phase(work: Path, env: dict, workers: int, posts: int, connections: int) -> tuple[dict, int]:
+@contextmanager
+def postgres_database():
+    """A fresh database on the bench's Postgres server (IOT_MLOPS_BENCH_PG), dropped afterwards."""
     import psycopg2
-    import sqlalchemy as sa
-
-    from iot_mlops.monitoring.store import PredictionLog, engine_for, feedback
 
     database = f"iot_mlops_bench_{uuid.uuid4().hex[:8]}"
     admin = psycopg2.connect(f"{PG}/postgres")
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{database}"')
-    url = f"{PG}/{database}"
     try:
+        yield f"{PG}/{database}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin.close()
+
+
+def feedback_phase(work: Path, env: dict, workers: int, posts: int, connections: int) -> tuple[dict, int]:
+    import sqlalchemy as sa
+
+    from iot_mlops.opstore.engine import engine_for
+    from iot_mlops.opstore.predictions import PredictionLog
+    from iot_mlops.opstore.schema import feedback
+
+    with postgres_database() as url:
         now = datetime.now(UTC)
         records = [dict(fleet="water_heaters", device_id=DEVICES[i % len(DEVICES)], ts=now, model_name=NAME, model_version="1",
                         predicted_component="none", probabilities={c: 0.1 for c in COMPONENTS}) for i in range(posts)]
@@ -330,10 +345,6 @@ def feedback_phase(work: Path, env: dict, workers: int, posts: int, connections:
             stored = conn.execute(sa.select(sa.func.count()).select_from(feedback)).scalar_one()
         engine_for(url).dispose()
         return result, int(stored)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        admin.close()
 
 
 def main() -> int:
@@ -370,13 +381,14 @@ def run(args: argparse.Namespace, work: Path) -> int:
     print(f"setup {time.perf_counter() - setup_start:.1f} s; {len(prepared['columns'])} model inputs", flush=True)
     load = {"mode": "closed", "clients": args.clients, "warmup": args.warmup, "duration": args.duration, "host": "127.0.0.1"}
 
-    process, base = ours(work, env, args.workers, "ours_sqlite.log")
-    try:
-        paths = [f"/api/predictions/water_heater/{device}/component_failure" for device in DEVICES]
-        ours_result = spawn_worker(__file__, "load", "ours", {**load, "method": "GET", "headers": {"X-API-Key": KEY},
-                                                              "port": _port(base), "paths": paths}, work)
-    finally:
-        stop_process_group(process)
+    with postgres_database() as url:  # several workers write predictions: Postgres, as `serve --workers N` requires
+        process, base = ours(work, {**env, "IOT_MLOPS_STORE_URL": url}, args.workers, "ours_predictions.log")
+        try:
+            paths = [f"/api/predictions/water_heater/{device}/component_failure" for device in DEVICES]
+            ours_result = spawn_worker(__file__, "load", "ours", {**load, "method": "GET", "headers": {"X-API-Key": KEY},
+                                                                  "port": _port(base), "paths": paths}, work)
+        finally:
+            stop_process_group(process)
     process, base = mlflow_serve(work, env, args.workers)
     try:
         body = {"dataframe_split": {"columns": prepared["columns"], "data": [prepared["row"]]}}

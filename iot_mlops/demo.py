@@ -19,6 +19,7 @@ import pandas as pd
 from iot_mlops.automation.daemon import running_daemon, wait_for_ticks
 from iot_mlops.automation.replay import QUIET, Tick, run_night
 from iot_mlops.definitions import build_definitions
+from iot_mlops.demo_alerts import alert_trend
 from iot_mlops.demo_feedback import technician_feedback
 from iot_mlops.features.online import TABLE as ONLINE_TABLE
 from iot_mlops.lake import Lake
@@ -257,10 +258,12 @@ def _tracking_uri_to_print() -> str:
 def format_summary(summary: DemoSummary) -> str:
     """What the demo did, the decision log, and where to look next."""
     from iot_mlops.automation.cli import format_decisions
+    from iot_mlops.automation.retraining import gate_verdicts
     from iot_mlops.registry.resource import RegistryResource
 
     quarantined = ", ".join(f"{k}={v}" for k, v in sorted(summary.quarantined.items())) or "none"
-    decisions = RegistryResource.from_settings().decision_log().list(fleet=summary.fleet)
+    log = RegistryResource.from_settings().decision_log()
+    decisions = log.list(fleet=summary.fleet)
     return "\n".join([
         "",
         f"Fleet {summary.fleet}: {summary.devices} devices, {summary.days[0]}..{summary.days[-1]}, drift from {summary.drift_from}",
@@ -269,6 +272,8 @@ def format_summary(summary: DemoSummary) -> str:
         f"  first model:             {summary.model} (test macro F1 {summary.test_macro_f1:.3f}); {summary.gate}",
         f"  lake:                    {get_settings().lake}",
         f"  online features:         {_online_line(summary)}",
+        "",
+        *alert_trend(summary.nights, summary.drift_from, lambda run_id: gate_verdicts(log, run_id)),
         "",
         "Decision log (iot-mlops decisions):",
         format_decisions(decisions) if decisions else "  (empty)",

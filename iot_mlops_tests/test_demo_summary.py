@@ -16,7 +16,7 @@ from iot_mlops.serving.app import create_app
 from iot_mlops.serving.auth import hash_key
 from iot_mlops.serving.config import ServingSettings
 from iot_mlops.settings import get_settings
-from iot_mlops_tests.monitoring.test_store import prediction_frame
+from iot_mlops_tests.opstore.test_store import prediction_frame
 
 
 def test_the_named_alert_is_the_newest_without_feedback_and_its_printed_commands_are_accepted():

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from iot_mlops.opstore.decisions import Decision
 from iot_mlops.profiles.monitoring import RetrainingPolicy
-from iot_mlops.registry.decisions import Decision
 
 
 @dataclass(frozen=True)

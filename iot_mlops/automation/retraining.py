@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from iot_mlops.automation.policy import Condition, Verdict, decide
 from iot_mlops.lake import Lake
+from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops.profiles import FleetProfile
-from iot_mlops.registry.decisions import DecisionLog
 from iot_mlops.training.assets import DECISION_TAG, REASON_TAG, TRIGGER_TAG
 from iot_mlops.training.dataset import DatasetError, load_dataset_report
 from iot_mlops.training.runs import model_name
@@ -125,8 +125,7 @@ def _progress(instance, run_id: str, on_event):
 def gate_verdicts(log: DecisionLog, run_id: str) -> list[str]:
     """One line per model the run's gate decided on: promoted or rejected, and why."""
     lines = []
-    for d in log.list():
-        if d.run_id == run_id and d.action in {"promoted", "rejected"}:
-            kept = f"champion was v{d.from_version}" if d.action == "promoted" else f"v{d.from_version} stays champion"
-            lines.append(f"{d.model_name} v{d.to_version} {d.action} ({kept if d.from_version else 'no champion before'}): {d.reason}")
+    for d in log.list(run_id=run_id, actions={"promoted", "rejected"}):
+        kept = f"champion was v{d.from_version}" if d.action == "promoted" else f"v{d.from_version} stays champion"
+        lines.append(f"{d.model_name} v{d.to_version} {d.action} ({kept if d.from_version else 'no champion before'}): {d.reason}")
     return lines

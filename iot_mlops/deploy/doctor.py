@@ -94,18 +94,18 @@ def _sqlite_problem(url: str, variable: str) -> Check | None:
 def check_store(ctx: Context) -> list[Check]:
     import sqlalchemy as sa
 
-    from iot_mlops.monitoring.store import engine_for
-    from iot_mlops.registry.decisions import DecisionLog
+    from iot_mlops.opstore.engine import engine_for, revision
     from iot_mlops.settings import psycopg2_url
 
     url, variable = ctx.settings.store, "IOT_MLOPS_STORE_URL"
     problem = (_postgres_problem(url, variable) if probes.is_postgres(url) else _sqlite_problem(url, variable))
     if problem:
         return [Check("operational store", FAIL, problem.detail, problem.fix)]
-    engine = engine_for(psycopg2_url(url))  # creates the SQLite folder and the prediction and feedback tables
-    DecisionLog(psycopg2_url(url))
-    tables = sorted(sa.inspect(engine).get_table_names())
-    return [Check("operational store", OK, f"{probes.mask(url)}: tables ready ({', '.join(tables)})")]
+    engine = engine_for(psycopg2_url(url))  # creates the SQLite folder, migrates the schema to the newest revision
+    tables = sorted(set(sa.inspect(engine).get_table_names()) - {"alembic_version"})
+    with engine.connect() as conn:
+        at = revision(conn)
+    return [Check("operational store", OK, f"{probes.mask(url)}: schema at revision {at}, tables ready ({', '.join(tables)})")]
 
 
 def check_mlflow(ctx: Context) -> list[Check]:

@@ -11,7 +11,7 @@ feedback_app = typer.Typer(help="Feedback on predictions: false positives, outco
 
 
 def _store():
-    from iot_mlops.monitoring.store import FeedbackStore
+    from iot_mlops.opstore.feedback import FeedbackStore
     from iot_mlops.settings import get_settings
 
     return FeedbackStore(get_settings().store)
@@ -35,7 +35,7 @@ def feedback_add(
     """Record one feedback record; prints its id."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from iot_mlops.monitoring.store import FeedbackError
+    from iot_mlops.opstore.feedback import FeedbackError
 
     outcome_at = None
     if failed_at is not None:

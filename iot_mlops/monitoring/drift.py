@@ -19,7 +19,6 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from iot_mlops.lake import Lake, connect, sql_str
 from iot_mlops.monitoring.stattests import chi_square, psi
@@ -119,6 +118,8 @@ def strength(f: FeatureDrift) -> float:
 
 def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov (scipy, two-sided, as Evidently calls it): (D, p)."""
+    from scipy import stats  # imported by drift runs only: a second of every definitions load otherwise
+
     result = stats.ks_2samp(reference, current)
     return float(result.statistic), float(result.pvalue)
 

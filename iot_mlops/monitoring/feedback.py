@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from iot_mlops.lake import Lake, atomic_write
-from iot_mlops.monitoring.store import FEEDBACK_TYPES, NO_ALERT
+from iot_mlops.opstore.predictions import NO_ALERT
+from iot_mlops.opstore.schema import FEEDBACK_TYPES
 from iot_mlops.profiles.schema import FleetProfile
 
 TABLE = "feedback_summary"

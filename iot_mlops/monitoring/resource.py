@@ -5,11 +5,11 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from iot_mlops.monitoring.store import FeedbackStore, PredictionLog
-from iot_mlops.settings import psycopg2_url
+from iot_mlops.opstore.feedback import FeedbackStore
+from iot_mlops.opstore.predictions import PredictionLog
 from iot_mlops.registry.resource import STORE_URL_VAR, from_env, resolved
 from iot_mlops.secrets import secrets_hidden
-from iot_mlops.settings import get_settings
+from iot_mlops.settings import get_settings, psycopg2_url
 
 
 class StoreResource(dg.ConfigurableResource):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 
 def shares(counts: np.ndarray) -> np.ndarray:
@@ -24,6 +23,8 @@ def psi(reference: list[int], current: list[int]) -> float:
 
 def chi_square(reference: dict[str, int], current: dict[str, int]) -> tuple[float, float]:
     """Chi-square of the current category counts against the reference's scaled to the current total: (stat, p)."""
+    from scipy import stats  # 1 s to import: only drift runs need it, not every definitions load
+
     keys = sorted(set(reference) | set(current))
     if len(keys) < 2:  # one category on both sides: nothing can differ (scipy would return NaN)
         return 0.0, 1.0

@@ -7,7 +7,7 @@ import pandas as pd
 
 from iot_mlops.lake import atomic_write
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.monitoring.store import PredictionLog
+from iot_mlops.opstore.predictions import PredictionLog
 from iot_mlops.partitions import daily_partitions, partition_days
 from iot_mlops.predictions.batch import score
 from iot_mlops.profiles import FleetProfile

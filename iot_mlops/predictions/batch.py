@@ -7,8 +7,6 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from iot_mlops.training.anomaly import anomaly_scores
-from iot_mlops.training.model import probabilities
 
 NAMESPACE = uuid.UUID("6f1c2a52-8d7e-4c1b-9a43-3e0f7b1d2c55")
 
@@ -27,6 +25,10 @@ def prediction_ids(fleet: str, frame: pd.DataFrame, model_name: str, version: st
 def score(fleet: str, features: pd.DataFrame, components: list[str], failure_model, name: str, version: str,
           anomaly_model=None, anomaly_version: str | None = None) -> pd.DataFrame:
     """One prediction row per feature row, keeping model name and version."""
+    # Scoring code imports scikit-learn: here, inside the run that scores, not at every definitions load.
+    from iot_mlops.training.anomaly import anomaly_scores
+    from iot_mlops.training.model import probabilities
+
     if features.empty:  # a day without feature rows: no predictions, but the partition keeps its schema
         return _empty(features, components)
     X = features[model_inputs(failure_model)]

@@ -34,7 +34,8 @@ def gate_assets(profile: FleetProfile, profile_dir: Path) -> list:
         deps=[dg.AssetKey([fleet, "failure_model"]), dg.AssetKey([fleet, "anomaly_model"]), dg.AssetKey([fleet, "training_dataset"])],
         description=(
             "Scores challenger and champion on the same most recent held-out window (the dataset's test part); moves "
-            "alias `champion` only past the margin with no component's recall dropping beyond the tolerance. "
+            "alias `champion` only past the margin with no component's recall or the event recall dropping beyond the "
+            "tolerance, and never to a model raising more false alarms per device-month than the profile's limit. "
             "Every decision goes to the decision log."
         ),
         check_specs=[dg.AssetCheckSpec(FLOOR_CHECK, asset=key, description="Each champion scores above its floor on the held-out window.")],
@@ -51,7 +52,8 @@ def gate_assets(profile: FleetProfile, profile_dir: Path) -> list:
             (str(d.id) for d in log.list(fleet=fleet, actions={"retrain_triggered"}) if d.run_id == context.run_id), None)
         triggered_by = {"trigger": trigger(context), "trigger_decision_id": started_by}
         policies = {
-            profile.target.prediction_type: GatePolicy("macro_f1", config.margin, config.floor, config.recall_tolerance),
+            profile.target.prediction_type: GatePolicy("macro_f1", config.margin, config.floor, config.recall_tolerance,
+                                                       profile.training.max_false_alarms_per_device_month),
             "anomaly": GatePolicy("any_failure_roc_auc", config.margin, config.anomaly_floor, 1.0),
         }
         outcomes = [

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops.profiles.schema import FleetProfile
-from iot_mlops.registry.decisions import DecisionLog
-from iot_mlops.registry.gate import GateDecision, GatePolicy, decide
+from iot_mlops.registry.gate import EVENT_RECALL, FALSE_ALARMS, GateDecision, GatePolicy, decide
 from iot_mlops.registry.lifecycle import promote, reject
 from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION, ModelRegistry
-from iot_mlops.training.anomaly import anomaly_metrics
 from iot_mlops.training.evaluate import evaluate
 
 
@@ -29,9 +28,12 @@ class GateOutcome:
 
 def _scores(kind: str, model, frame: pd.DataFrame, profile: FleetProfile, failures: pd.DataFrame) -> tuple[dict, dict]:
     if kind == "anomaly":
+        from iot_mlops.training.anomaly import anomaly_metrics  # scikit-learn: loaded by the gate's run only
+
         return anomaly_metrics(model, frame, profile), {}
     result = evaluate(model, frame, profile, failures)
-    return {"macro_f1": result.macro_f1, "event_recall": result.events["event_recall"]}, result.recalls()
+    events = {k: result.events[k] for k in (EVENT_RECALL, FALSE_ALARMS, "mean_lead_time_h")}
+    return {"macro_f1": result.macro_f1, **events}, result.recalls()
 
 
 def gate_model(registry: ModelRegistry, log: DecisionLog, *, profile: FleetProfile, name: str, kind: str,

@@ -43,7 +43,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _decision_log():
-    from iot_mlops.registry.decisions import DecisionLog
+    from iot_mlops.opstore.decisions import DecisionLog
     from iot_mlops.settings import get_settings, psycopg2_url
 
     return DecisionLog(psycopg2_url(get_settings().store))

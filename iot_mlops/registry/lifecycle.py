@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from iot_mlops.registry.decisions import Decision, DecisionLog
+from iot_mlops.opstore.decisions import Decision, DecisionLog
 from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION, ModelNotFound, ModelRegistry
 
 GATE_TAG = "gate"

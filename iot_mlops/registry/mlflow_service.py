@@ -13,20 +13,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
-
-import mlflow
-import mlflow.sklearn
-import pandas as pd
-import skops.io
-from matplotlib.figure import Figure
-from mlflow.entities import Metric, Param
-from mlflow.exceptions import MlflowException
-from mlflow.models import Model, infer_signature
 
 from iot_mlops.secrets import secrets_hidden, without_credentials
 from iot_mlops.settings import get_settings, psycopg2_url
+
+if TYPE_CHECKING:
+    import mlflow
+    import pandas as pd
+    from matplotlib.figure import Figure
+    from mlflow.exceptions import MlflowException
+
+# MLflow, skops and matplotlib load in seconds: imported where used, so that loading the definitions (and every CLI
+# command that names an alias) does not pay for them.
 
 # MLflow draws a progress bar per artifact download (14 in one demo): noise in CLI and server output.
 # Read at each download, so setting it here is enough; set the variable to true to see them.
@@ -87,6 +87,8 @@ class ModelSummary:
 
 def trusted_types_for(model: Any) -> list[str]:
     """The skops types `model` needs beyond skops' defaults; raises UntrustedModelError if any is not allowed."""
+    import skops.io
+
     needed = sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
     return _check_trusted(needed, f"{type(model).__name__} model")
 
@@ -110,6 +112,12 @@ def _check_trusted(types: list[str], what: str) -> list[str]:
     return types
 
 
+def _mlflow_error() -> type[MlflowException]:
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException
+
+
 def _is(error: MlflowException, code: str) -> bool:
     return error.error_code == code
 
@@ -127,6 +135,8 @@ def _pages(search: Callable[..., Any], **kwargs: Any) -> Iterator[Any]:
 @contextmanager
 def _global_tracking_uri(uri: str) -> Iterator[None]:
     """Point MLflow's process-wide tracking URI at `uri` for one call, then restore the caller's (global and env)."""
+    import mlflow
+
     with _GLOBAL_URI_LOCK, secrets_hidden(uri):
         env = os.environ.get("MLFLOW_TRACKING_URI")
         current = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
@@ -168,6 +178,8 @@ class ModelRegistry:
         self.artifacts_dir = Path(artifacts_dir).resolve()
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        import mlflow
+
         with secrets_hidden(self.tracking_uri):
             client = mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         self.client = _Client(client, self.tracking_uri)
@@ -220,7 +232,7 @@ class ModelRegistry:
         if experiment is None:
             try:
                 return self.client.create_experiment(fleet, artifact_location=(self.artifacts_dir / fleet).as_uri())
-            except MlflowException as error:  # another process created it first
+            except _mlflow_error() as error:  # another process created it first
                 if not _is(error, "RESOURCE_ALREADY_EXISTS"):
                     raise
                 experiment = self.client.get_experiment_by_name(fleet)
@@ -230,6 +242,8 @@ class ModelRegistry:
 
     def _log_run_data(self, run_id: str, params: dict[str, Any], metrics: dict[str, float],
                       figures: dict[str, Figure], json_artifacts: dict[str, dict]) -> None:
+        from mlflow.entities import Metric, Param
+
         now = int(time.time() * 1000)
         param_rows = [Param(k, str(v)) for k, v in params.items()]
         metric_rows = [Metric(k, float(v), now, 0) for k, v in metrics.items() if not math.isnan(float(v))]
@@ -242,6 +256,9 @@ class ModelRegistry:
 
     def _log_sklearn(self, model: Any, X_example: pd.DataFrame, experiment_id: str, run_id: str,
                      trusted: list[str]) -> tuple[str, str]:
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
         # Creating the LoggedModel here pins its experiment and run without MLflow's global active run/experiment.
         logged = self.client.create_logged_model(experiment_id, name="model", source_run_id=run_id,
                                                  params=self.client.get_run(run_id).data.params)
@@ -258,7 +275,7 @@ class ModelRegistry:
     def _register(self, name: str, model_uri: str, model_id: str, run_id: str, tags: dict[str, str]) -> str:
         try:
             self.client.create_registered_model(name)
-        except MlflowException as error:
+        except _mlflow_error() as error:
             if not _is(error, "RESOURCE_ALREADY_EXISTS"):
                 raise
         version = self.client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags, model_id=model_id)
@@ -269,6 +286,10 @@ class ModelRegistry:
 
     def load_model(self, name: str, alias: str = CHAMPION) -> Any:
         """The sklearn model behind `models:/NAME@ALIAS`, deserialized by skops with the allow-listed types only."""
+        import mlflow.artifacts
+        import mlflow.sklearn
+        from mlflow.models import Model
+
         version = self.alias_version(name, alias)
         if version is None:
             raise ModelNotFound(f"model {name!r} has no version with alias {alias!r}")
@@ -290,7 +311,7 @@ class ModelRegistry:
         """The version holding `alias`, or None (also when the model does not exist)."""
         try:
             aliases = self.client.get_registered_model(name).aliases
-        except MlflowException as error:
+        except _mlflow_error() as error:
             if _is(error, "RESOURCE_DOES_NOT_EXIST"):
                 return None
             raise
@@ -310,7 +331,7 @@ class ModelRegistry:
         """Every version of `name`, oldest first, with its aliases, tags and its run's metrics."""
         try:
             registered = self.client.get_registered_model(name)
-        except MlflowException as error:
+        except _mlflow_error() as error:
             if _is(error, "RESOURCE_DOES_NOT_EXIST"):
                 raise ModelNotFound(f"no registered model named {name!r}") from error
             raise
@@ -333,7 +354,7 @@ class ModelRegistry:
             return {}
         try:
             return dict(self.client.get_run(run_id).data.metrics)
-        except MlflowException as error:
+        except _mlflow_error() as error:
             if _is(error, "RESOURCE_DOES_NOT_EXIST"):
                 return {}
             raise

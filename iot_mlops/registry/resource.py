@@ -8,11 +8,10 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from iot_mlops.registry.decisions import DecisionLog
+from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops.registry.mlflow_service import ModelRegistry
-from iot_mlops.settings import psycopg2_url
 from iot_mlops.secrets import secrets_hidden
-from iot_mlops.settings import get_settings
+from iot_mlops.settings import get_settings, psycopg2_url
 
 STORE_URL_VAR = "IOT_MLOPS_STORE_URL"
 TRACKING_URI_VAR = "IOT_MLOPS_MLFLOW_TRACKING_URI"

@@ -18,20 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from threadpoolctl import threadpool_limits
 
-from iot_mlops.monitoring.sqlite_writes import WalCheckpointer, write_lock
-from iot_mlops.monitoring.store import (
-    FeedbackError,
-    FeedbackStore,
-    IdempotencyKeyReused,
-    PredictionLog,
-    UnknownPredictionError,
-    engine_for,
-)
+from iot_mlops.opstore.decisions import DecisionLog
+from iot_mlops.opstore.engine import engine_for
+from iot_mlops.opstore.feedback import FeedbackError, FeedbackStore, IdempotencyKeyReused, UnknownPredictionError
+from iot_mlops.opstore.predictions import PredictionLog
 from iot_mlops.profiles import load_profiles
-from iot_mlops.registry.decisions import DecisionLog
 from iot_mlops.registry.lifecycle import RollbackError
 from iot_mlops.registry.mlflow_service import ModelNotFound, ModelRegistry
-from iot_mlops.settings import psycopg2_url
 from iot_mlops.serving import catalog, schemas
 from iot_mlops.serving.auth import AuthError, KeyFirstRoute, KeyRing, Principal, Role, document_keys, parse_keys, require
 from iot_mlops.serving.batching import MicroBatcher
@@ -39,7 +32,7 @@ from iot_mlops.serving.config import ServingSettings
 from iot_mlops.serving.lean_route import LeanRoute
 from iot_mlops.serving.models import ModelCache, specs_for, sqlite_changes
 from iot_mlops.serving.service import OnlineFeatures, PredictionService, ServingError
-from iot_mlops.settings import Settings, get_settings
+from iot_mlops.settings import Settings, get_settings, psycopg2_url
 
 ModelName = Annotated[str, Path(pattern=schemas.MODEL_NAME, examples=["water_heaters_component_failure"])]
 IdempotencyKey = Annotated[str | None, Header(
@@ -123,9 +116,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     tracking_uri, artifacts = settings.tracking_uri, settings.artifacts
     cache = ModelCache(lambda: _open_registry(tracking_uri, artifacts), specs_for(profiles), serving.model_poll_seconds,
                        serving.explain_top, changed=sqlite_changes(tracking_uri))
-    # The request path's writes never run a WAL checkpoint; a thread of the app runs them (SQLite only).
-    log = PredictionLog(engine_for(store_url, autocheckpoint=False))
-    checkpointer = WalCheckpointer(engine_for(store_url))
+    log = PredictionLog(engine_for(store_url))
     service = PredictionService(profiles, cache, OnlineFeatures(settings.lake), log)
 
     @asynccontextmanager
@@ -138,13 +129,11 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
             gc.collect()
             gc.freeze()
             cache.start()
-            checkpointer.start()
             await app.state.batcher.start()
             try:
                 yield
             finally:
                 await app.state.batcher.stop()
-                await anyio.to_thread.run_sync(checkpointer.stop)
                 await anyio.to_thread.run_sync(cache.stop)
                 gc.unfreeze()
 
@@ -174,9 +163,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
 
 
 def _open_registry(tracking_uri: str, artifacts) -> ModelRegistry:
-    # Workers starting together would each create (migrate) a new SQLite tracking database: one at a time.
-    with write_lock(tracking_uri):
-        return ModelRegistry(tracking_uri, artifacts)
+    return ModelRegistry(tracking_uri, artifacts)
 
 
 def _registry(request: Request) -> ModelRegistry:

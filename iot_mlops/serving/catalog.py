@@ -9,8 +9,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from iot_mlops.monitoring.store import predictions
-from iot_mlops.registry.decisions import Decision, DecisionLog
+from iot_mlops.opstore.decisions import Decision, DecisionLog
+from iot_mlops.opstore.schema import predictions
 from iot_mlops.registry.lifecycle import history, rollback
 from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION, ModelRegistry
 from iot_mlops.serving import schemas

@@ -24,6 +24,14 @@ def serve(
 
     from iot_mlops.serving.auth import parse_keys
     from iot_mlops.serving.config import ServingSettings
+    from iot_mlops.settings import get_settings
+
+    store = get_settings().store
+    if workers > 1 and not store.startswith("postgresql"):
+        # SQLite takes one writer process: N workers writing predictions and feedback would queue on its lock.
+        typer.echo(f"error: --workers {workers} needs a Postgres operational store (IOT_MLOPS_STORE_URL=postgresql://...); "
+                   "the SQLite default serves with one worker", err=True)
+        raise typer.Exit(2)
 
     try:
         keys = parse_keys(ServingSettings().api_keys)
@@ -34,6 +42,8 @@ def serve(
         typer.echo("warning: IOT_MLOPS_API_KEYS is empty: every endpoint but /healthz, /readyz and /docs answers 401",
                    err=True)
     app = "iot_mlops.serving.app:create_app"
+    if workers > 1:
+        _prepare_stores()
     if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
         from iot_mlops.serving.workers import ReusePortWorkers
 
@@ -42,6 +52,17 @@ def serve(
         ReusePortWorkers(config).run()
     else:
         uvicorn.run(app, factory=True, host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
+
+
+def _prepare_stores() -> None:
+    """Create or migrate the operational store and the MLflow database once, before the workers start together."""
+    from iot_mlops.opstore.engine import engine_for
+    from iot_mlops.registry.mlflow_service import ModelRegistry
+    from iot_mlops.settings import get_settings, psycopg2_url
+
+    settings = get_settings()
+    engine_for(psycopg2_url(settings.store)).dispose()
+    ModelRegistry(settings.tracking_uri, settings.artifacts)
 
 
 @keys_app.command("hash")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from iot_mlops.monitoring.store import FeedbackIn
+from iot_mlops.opstore.feedback import FeedbackIn
 from iot_mlops.profiles.schema_types import DEVICE_ID, IDENTIFIER
 
 BATCH_MAX = 100  # devices per batch request; more is a 422 (a body over the byte limit is a 413 before parsing)

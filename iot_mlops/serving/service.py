@@ -20,7 +20,7 @@ import pandas as pd
 
 from iot_mlops.features.online import TABLE as ONLINE_TABLE
 from iot_mlops.lake import Lake
-from iot_mlops.monitoring.store import NO_ALERT, PredictionLog, new_prediction_id
+from iot_mlops.opstore.predictions import NO_ALERT, PredictionLog, new_prediction_id
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION
 from iot_mlops.serving import schemas

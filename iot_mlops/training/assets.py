@@ -14,14 +14,9 @@ from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import artifact_file_url, run_page_url
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.settings import get_settings
-from iot_mlops.training.anomaly import train_anomaly_model
 from iot_mlops.training.dataset import build_dataset, load_dataset_report
 from iot_mlops.training.labels import compute_labels
-from iot_mlops.training.metrics import per_component_markdown
-from iot_mlops.training.model import ModelConfig
-from iot_mlops.training.plots import PLOT_TITLES, plot_markdown
 from iot_mlops.training.runs import log_anomaly_model, log_failure_model, model_name
-from iot_mlops.training.train import train_failure_model
 from iot_mlops.profiles.schema_types import format_duration
 
 TRIGGER_TAG = "iot_mlops/trigger"
@@ -133,6 +128,12 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
         **common,
     )
     def failure_model(context: dg.AssetExecutionContext, config: FailureModelConfig, lake: LakeResource, registry: RegistryResource):
+        # Training code pulls in scikit-learn and matplotlib: imported by the run, not by every definitions load.
+        from iot_mlops.training.metrics import per_component_markdown
+        from iot_mlops.training.model import ModelConfig
+        from iot_mlops.training.plots import PLOT_TITLES, plot_markdown
+        from iot_mlops.training.train import train_failure_model
+
         dataset = load_dataset_report(lake.lake(), fleet)
         frame = pd.read_parquet(dataset.path)
         algorithm = config.algorithm or profile.training.algorithm
@@ -162,6 +163,8 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
     def anomaly_model(context: dg.AssetExecutionContext, lake: LakeResource, registry: RegistryResource):
         dataset = load_dataset_report(lake.lake(), fleet)
         frame = pd.read_parquet(dataset.path)
+        from iot_mlops.training.anomaly import train_anomaly_model
+
         result = train_anomaly_model(frame, profile, failures_frame(lake, fleet))
         logged = log_anomaly_model(registry.registry(), profile, result, frame, dataset, trigger(context))
         return dg.MaterializeResult(metadata={

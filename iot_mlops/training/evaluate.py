@@ -8,7 +8,6 @@ import pandas as pd
 
 from iot_mlops.profiles.schema import FleetProfile
 from iot_mlops.training.labels import label_column
-from iot_mlops.training.metrics import component_metrics, event_metrics, macro_f1
 
 ID_COLUMNS = ["device_id", "ts", "feature_ts", "split"]
 
@@ -47,6 +46,7 @@ def targets(frame: pd.DataFrame, profile: FleetProfile) -> pd.DataFrame:
 
 def evaluate(model, frame: pd.DataFrame, profile: FleetProfile, failures: pd.DataFrame) -> Evaluation:
     """Score `model` on `frame` (labelled rows) against its labels and the failure events."""
+    from iot_mlops.training.metrics import component_metrics, event_metrics, macro_f1
     from iot_mlops.training.model import probabilities
 
     features, _ = feature_columns(frame, profile)

@@ -6,11 +6,13 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
 
 def component_metrics(y_true: pd.DataFrame, y_pred: pd.DataFrame, y_prob: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Precision, recall, F1, PR-AUC, ROC-AUC and support per component (columns = components)."""
+    # scikit-learn takes a second to import: event metrics and every definitions load do without it.
+    from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+
     out = {}
     for comp in y_true.columns:
         truth, pred, prob = y_true[comp].to_numpy(), y_pred[comp].to_numpy(), y_prob[comp].to_numpy()

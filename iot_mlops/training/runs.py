@@ -7,19 +7,19 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.inspection import permutation_importance
 
 from iot_mlops.profiles.schema import FleetProfile
 from iot_mlops.registry.mlflow_service import ModelRegistry, ModelVersionInfo
-from iot_mlops.training.anomaly import AnomalyResult
 from iot_mlops.training.dataset import DatasetReport
 from iot_mlops.training.evaluate import targets
-from iot_mlops.training.model import macro_fbeta
-from iot_mlops.training.plots import confusion_figure, curves_figure, importance_figure
-from iot_mlops.training.train import TrainingResult
+
+if TYPE_CHECKING:  # scikit-learn and matplotlib are imported where models are trained and plotted, not at load
+    from iot_mlops.training.anomaly import AnomalyResult
+    from iot_mlops.training.train import TrainingResult
 
 
 @cache
@@ -48,6 +48,10 @@ def feature_importance(result: TrainingResult, frame: pd.DataFrame, profile: Fle
     sample = test.sample(min(rows, len(test)), random_state=0) if len(test) else test
     if sample.empty:
         return pd.Series(dtype=float)
+    from sklearn.inspection import permutation_importance
+
+    from iot_mlops.training.model import macro_fbeta
+
     scorer = lambda model, X, Y: macro_fbeta(np.asarray(Y), model.predict(X), 1.0)  # noqa: E731
     found = permutation_importance(result.model, sample[result.features], targets(sample, profile).to_numpy(),
                                    scoring=scorer, n_repeats=3, random_state=0)
@@ -75,6 +79,8 @@ def dataset_tags(dataset: DatasetReport) -> dict[str, str]:
 def log_failure_model(registry: ModelRegistry, profile: FleetProfile, result: TrainingResult, frame: pd.DataFrame,
                       dataset: DatasetReport, algorithm: str, trigger: str) -> LoggedModel:
     """Log the failure model's run and register it as a new `challenger` version."""
+    from iot_mlops.training.plots import confusion_figure, curves_figure, importance_figure
+
     importance = feature_importance(result, frame, profile)
     figures = {
         "confusion_matrix.png": confusion_figure(result.test.predictions, profile.components),

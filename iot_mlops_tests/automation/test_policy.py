@@ -7,10 +7,16 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from iot_mlops.automation.policy import (
-    Condition, consecutive_days, decide, drift_condition, feedback_condition, performance_condition, quality_condition,
+    Condition,
+    consecutive_days,
+    decide,
+    drift_condition,
+    feedback_condition,
+    performance_condition,
+    quality_condition,
 )
+from iot_mlops.opstore.decisions import Decision
 from iot_mlops.profiles.monitoring import RetrainingPolicy
-from iot_mlops.registry.decisions import Decision
 
 POLICY = RetrainingPolicy(drift_share_high=0.3, drift_share_low=0.1, drift_consecutive_days=2, cooldown="24h",
                           max_per_day=2, min_new_days=1, quality_error_days=2, min_feedback=5, false_positive_rate=0.5,

@@ -21,7 +21,7 @@ import dagster as dg
 import pytest
 
 from iot_mlops.deploy.doctor import run_checks
-from iot_mlops.registry.decisions import DecisionLog
+from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops.registry.mlflow_service import ModelRegistry
 from iot_mlops.settings import psycopg2_url
 from iot_mlops_tests.conftest import postgres_databases

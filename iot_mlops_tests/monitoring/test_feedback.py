@@ -17,10 +17,11 @@ from iot_mlops.monitoring import feedback as fbs
 from iot_mlops.monitoring.cli import feedback_app
 from iot_mlops.monitoring.feedback_assets import monitoring_assets
 from iot_mlops.monitoring.resource import StoreResource
-from iot_mlops.monitoring.store import FeedbackStore, PredictionLog
+from iot_mlops.opstore.feedback import FeedbackStore
+from iot_mlops.opstore.predictions import PredictionLog
 from iot_mlops.settings import get_settings
 from iot_mlops_tests.fleet import DAYS, Fleet, materializations, stamp
-from iot_mlops_tests.monitoring.test_store import prediction_frame
+from iot_mlops_tests.opstore.test_store import prediction_frame
 
 D0, D1, D2, D3 = DAYS
 runner = CliRunner()

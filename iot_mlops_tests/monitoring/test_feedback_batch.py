@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.monitoring.store import FeedbackError, FeedbackStore, PredictionLog
+from iot_mlops.opstore.feedback import FeedbackError, FeedbackStore
+from iot_mlops.opstore.predictions import PredictionLog
 from iot_mlops.predictions.assets import prediction_assets
 from iot_mlops.registry.mlflow_service import CHAMPION, ModelRegistry
 from iot_mlops.training.runs import model_name

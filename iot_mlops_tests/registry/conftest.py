@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from iot_mlops.registry.decisions import DecisionLog
+from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops.registry.mlflow_service import ModelRegistry
 from iot_mlops.settings import get_settings
 from iot_mlops_tests.registry.models import log_version, tiny_data, tiny_model

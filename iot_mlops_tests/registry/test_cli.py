@@ -5,7 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from iot_mlops.cli import app
-from iot_mlops.registry.decisions import DecisionLog
+from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops.registry.lifecycle import promote, reject
 from iot_mlops.registry.mlflow_service import ModelRegistry
 from iot_mlops_tests.registry.models import FLEET, NAME

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from iot_mlops.registry.decisions import DecisionLog
+from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops.registry.jobs import RegistryResource, RollbackConfig, rollback_model
 from iot_mlops.registry.lifecycle import history, promote
 from iot_mlops.registry.mlflow_service import ModelRegistry

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-
 import psycopg2
 import pytest
 
-from iot_mlops.registry.decisions import DecisionLog
+from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops.registry.gate import GatePolicy, decide
 from iot_mlops.registry.lifecycle import RollbackError, history, promote, reject, rollback
 from iot_mlops.registry.mlflow_service import ModelRegistry

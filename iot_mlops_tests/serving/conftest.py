@@ -17,14 +17,13 @@ from fastapi.testclient import TestClient
 from threadpoolctl import threadpool_limits
 
 from iot_mlops.lake import Lake, atomic_write
-from iot_mlops.registry.decisions import DecisionLog
+from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops.registry.lifecycle import promote
 from iot_mlops.registry.mlflow_service import ModelRegistry
-from iot_mlops.settings import psycopg2_url
 from iot_mlops.serving.app import create_app
 from iot_mlops.serving.auth import hash_key
 from iot_mlops.serving.config import ServingSettings
-from iot_mlops.settings import Settings
+from iot_mlops.settings import Settings, psycopg2_url
 from iot_mlops.training.anomaly import anomaly_pipeline
 from iot_mlops.training.model import ModelConfig, build_pipeline, with_thresholds
 from iot_mlops_tests.conftest import postgres_database

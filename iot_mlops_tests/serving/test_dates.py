@@ -4,7 +4,6 @@ next one) are 422s in FastAPI's error shape, never 500s."""
 from __future__ import annotations
 
 import json
-
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
 import pytest
@@ -12,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from iot_mlops.monitoring.store import FeedbackStore
+from iot_mlops.opstore.feedback import FeedbackStore
 from iot_mlops.serving import schemas
 from iot_mlops_tests.serving.conftest import FAILURE, Api
 from iot_mlops_tests.serving.test_feedback import served_prediction

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from iot_mlops.monitoring.store import FeedbackStore
+from iot_mlops.opstore.feedback import FeedbackStore
 from iot_mlops_tests.serving.conftest import FRESH, STALE, Api
 
 

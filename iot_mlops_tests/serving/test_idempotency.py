@@ -10,17 +10,10 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from iot_mlops.monitoring.store import (
-    FeedbackIn,
-    FeedbackStore,
-    PredictionLog,
-    engine_for,
-    feedback,
-    feedback_fingerprint,
-    idempotency_keys,
-    metadata,
-    predictions,
-)
+from iot_mlops.opstore.engine import engine_for
+from iot_mlops.opstore.feedback import FeedbackIn, FeedbackStore, feedback_fingerprint
+from iot_mlops.opstore.predictions import PredictionLog
+from iot_mlops.opstore.schema import feedback, idempotency_keys, metadata, predictions
 from iot_mlops_tests.serving.conftest import KEYS, Api
 from iot_mlops_tests.serving.test_feedback import served_prediction
 

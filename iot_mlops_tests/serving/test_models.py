@@ -9,7 +9,8 @@ from datetime import UTC, date, datetime
 import numpy as np
 import sqlalchemy as sa
 
-from iot_mlops.monitoring.store import engine_for, predictions
+from iot_mlops.opstore.engine import engine_for
+from iot_mlops.opstore.schema import predictions
 from iot_mlops.registry.lifecycle import promote, rollback
 from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION
 from iot_mlops_tests.serving.conftest import ANOMALY, COMPONENTS, FAILURE, FLEET, FRESH, Api, running_api, store

@@ -8,14 +8,24 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from iot_mlops.monitoring.store import PredictionLog
+from iot_mlops.opstore.predictions import PredictionLog
 from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION
 from iot_mlops.serving.explain import _c
 from iot_mlops.serving.service import OnlineFeatures
 from iot_mlops.training.anomaly import anomaly_scores
 from iot_mlops.training.model import probabilities
-from iot_mlops_tests.serving.conftest import (ANOMALY, COMPONENTS, DEVICE_TYPE, FAILURE, FLEET, FRESH, STALE, Api, online_rows,
-                                              write_online)
+from iot_mlops_tests.serving.conftest import (
+    ANOMALY,
+    COMPONENTS,
+    DEVICE_TYPE,
+    FAILURE,
+    FLEET,
+    FRESH,
+    STALE,
+    Api,
+    online_rows,
+    write_online,
+)
 
 
 def row(api: Api, device: str) -> pd.DataFrame:

@@ -86,12 +86,20 @@ def _serves_every_new_connection(url: str, connections: int = 20) -> bool:
     return True
 
 
-def test_each_worker_has_its_own_socket_and_a_killed_worker_stops_getting_connections_at_once(tmp_path):
+def test_more_than_one_worker_needs_postgres(tmp_path):
+    env = {**os.environ, "IOT_MLOPS_DATA_DIR": str(tmp_path / "data"), "IOT_MLOPS_STORE_URL": f"sqlite:///{tmp_path / 'op.db'}"}
+    done = subprocess.run([sys.executable, "-c", "from iot_mlops.cli import app; app()", "serve", "--workers", "2"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--workers 2 needs a Postgres operational store" in done.stderr
+    assert not (tmp_path / "op.db").exists()  # refused before anything was created
+
+
+def test_each_worker_has_its_own_socket_and_a_killed_worker_stops_getting_connections_at_once(tmp_path, postgres_url):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "IOT_MLOPS_DATA_DIR": str(tmp_path / "data"), "IOT_MLOPS_LAKE_DIR": str(tmp_path / "lake"),
-           "IOT_MLOPS_PROFILES_DIR": str(PROFILES), "IOT_MLOPS_STORE_URL": f"sqlite:///{tmp_path / 'operational.db'}",
+           "IOT_MLOPS_PROFILES_DIR": str(PROFILES), "IOT_MLOPS_STORE_URL": postgres_url,
            "IOT_MLOPS_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
            "IOT_MLOPS_MLFLOW_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "IOT_MLOPS_API_KEYS": ""}
     code = f"from iot_mlops.serving.cli import serve; serve(host='127.0.0.1', port={port}, workers=2, access_log=False)"

@@ -19,10 +19,10 @@ from iot_mlops.features.assets import features_assets
 from iot_mlops.ingestion.assets import ingestion_assets
 from iot_mlops.lake import Lake, connect
 from iot_mlops.lake.resource import LakeResource
+from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops.predictions.assets import prediction_assets
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.assets import gate_assets
-from iot_mlops.registry.decisions import DecisionLog
 from iot_mlops.registry.mlflow_service import ModelRegistry
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.training.assets import training_assets

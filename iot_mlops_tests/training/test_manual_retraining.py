@@ -8,7 +8,7 @@ import pytest
 from iot_mlops.automation.retraining import gate_verdicts, manual_retraining
 from iot_mlops.definitions import fleet_definitions
 from iot_mlops.monitoring.resource import StoreResource
-from iot_mlops.registry.decisions import DecisionLog
+from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops_tests.training.tiny import ALL_DAYS, INGEST, TinyPipeline
 
 

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from iot_mlops.monitoring import store as st
 from iot_mlops.monitoring.resource import StoreResource
-from iot_mlops.monitoring.store import FeedbackError, FeedbackIn, FeedbackStore, PredictionLog, UnknownPredictionError
+from iot_mlops.opstore.engine import engine_for
+from iot_mlops.opstore.feedback import FeedbackError, FeedbackIn, FeedbackStore, UnknownPredictionError
+from iot_mlops.opstore.predictions import CHUNK, PredictionLog
+from iot_mlops.opstore.schema import feedback, predictions
 
 COMPONENTS = ["heating_element", "valve"]
 T0 = datetime(2026, 1, 1)
@@ -41,13 +43,13 @@ def url(request, tmp_path) -> str:
 
 
 def feedback_rows(url: str) -> int:
-    with st.engine_for(url).connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(st.feedback)).scalar_one()
+    with engine_for(url).connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(feedback)).scalar_one()
 
 
 def test_record_batch_is_idempotent_and_keeps_probabilities(url: str):
     log = PredictionLog(url)
-    frame = prediction_frame(st.CHUNK + 2000)  # more than one chunk
+    frame = prediction_frame(CHUNK + 2000)  # more than one chunk
     assert log.record_batch("wh", frame) == len(frame)
     assert log.record_batch("wh", frame) == 0  # re-materializing the day stores nothing twice
     overlapping = prediction_frame(3000, start=len(frame) - 2000)
@@ -74,8 +76,8 @@ def test_online_prediction_with_shadow_output(url: str):
     stored = log.get(pid)
     assert stored["source"] == "api" and stored["ts"] == datetime(2026, 1, 2, 7, 0)  # stored as UTC
     assert stored["shadow"]["model_version"] == "5" and stored["shadow"]["probabilities"]["valve"] == 0.4
-    with st.engine_for(url).connect() as conn:  # no challenger: SQL NULL, not JSON null
-        assert conn.execute(sa.select(st.predictions.c.prediction_id).where(st.predictions.c.shadow.is_(None))).scalars().all() == [plain]
+    with engine_for(url).connect() as conn:  # no challenger: SQL NULL, not JSON null
+        assert conn.execute(sa.select(predictions.c.prediction_id).where(predictions.c.shadow.is_(None))).scalars().all() == [plain]
     with pytest.raises(ValueError, match="unknown prediction source 'web'"):
         log.record(fleet="wh", device_id="x", ts=T0, model_name="m", model_version="4", predicted_component="none",
                    probabilities={"valve": 0.1}, source="web")
@@ -162,7 +164,7 @@ def test_concurrent_writers_lose_nothing(url: str):
     errors, added = [], []
 
     def work(worker: int) -> None:
-        engine = st.engine_for.__wrapped__(url)
+        engine = engine_for.__wrapped__(url)
         try:
             store, log = FeedbackStore(engine), PredictionLog(engine)
             for i in range(20):

@@ -8,24 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-metadata = sa.MetaData()
-decisions = sa.Table(
-    "decisions",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("created_at", sa.DateTime, nullable=False),
-    sa.Column("fleet", sa.String(64), nullable=False, index=True),
-    sa.Column("model_name", sa.String(128), nullable=True, index=True),
-    sa.Column("action", sa.String(32), nullable=False),
-    sa.Column("from_version", sa.String(16), nullable=True),
-    sa.Column("to_version", sa.String(16), nullable=True),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("actor", sa.String(128), nullable=False),
-    sa.Column("run_id", sa.String(64), nullable=True),
-    sa.Column("details", sa.JSON, nullable=True),
-)
-
-ACTIONS = {"promoted", "rejected", "rollback", "retrain_triggered", "retrain_skipped"}
+from iot_mlops.opstore.engine import engine_for
+from iot_mlops.opstore.schema import ACTIONS, decisions
 
 
 @dataclass(frozen=True)
@@ -44,11 +28,9 @@ class Decision:
 
 
 class DecisionLog:
-    """Append-only log over one SQLAlchemy URL (SQLite by default, Postgres in production)."""
+    """Append-only log over one store URL (SQLite by default, Postgres in production)."""
 
     def __init__(self, url: str):
-        from iot_mlops.monitoring.store import engine_for  # one engine per store URL and process
-
         self.engine = engine_for(url)
 
     def record(self, fleet: str, action: str, reason: str, actor: str, model_name: str | None = None,
@@ -63,7 +45,7 @@ class DecisionLog:
             return int(conn.execute(decisions.insert().values(**row)).inserted_primary_key[0])
 
     def list(self, fleet: str | None = None, model_name: str | None = None, actions: set[str] | None = None,
-             limit: int | None = None) -> list[Decision]:
+             limit: int | None = None, run_id: str | None = None) -> list[Decision]:
         """Decisions, oldest first."""
         query = sa.select(decisions).order_by(decisions.c.id)
         if fleet:
@@ -72,6 +54,8 @@ class DecisionLog:
             query = query.where(decisions.c.model_name == model_name)
         if actions:
             query = query.where(decisions.c.action.in_(sorted(actions)))
+        if run_id:
+            query = query.where(decisions.c.run_id == run_id)
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         out = [Decision(**row) for row in rows]

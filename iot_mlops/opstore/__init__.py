@@ -1,0 +1,1 @@
+"""The operational store: predictions, their feedback and the decision log in one database, its schema in Alembic."""
