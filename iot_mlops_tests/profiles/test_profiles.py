@@ -88,6 +88,18 @@ BAD = {
     "unknown seasonal sensor": (_set("monitoring", {"drift": {"seasonal": [{"sensor": "flow"}]}}), "<root>", "flow"),
     "unknown seasonal slot": (_set("monitoring", {"drift": {"seasonal": [{"sensor": "temp", "by": "minute"}]}}),
                               "monitoring.drift.seasonal.0.by", "hour_of_day"),
+    "relative cohort not an attribute": (_set("features.relative", {"cohort": "colour"}), "<root>", "colour"),
+    "relative cohort not categorical": (_set("features.relative", {"cohort": "age"}), "<root>", "categorical"),
+    "relative baseline not a multiple of step": (_set("features.relative", {"baseline": "90min"}), "features", "multiple"),
+    "relative gap not a multiple of step": (_set("features.relative", {"baseline_gap": "30min"}), "features", "multiple"),
+    "relative baseline of one step": (_set("features.relative", {"baseline": "1h"}), "features", "two steps"),
+    "relative with nothing to compare": (_set("features.relative", {"baseline": None}), "features.relative", "set a baseline"),
+    "relative gap without baseline": (_set("features.relative", {"baseline": None, "baseline_gap": "2h", "cohort": "model"}),
+                                      "features.relative", "needs a baseline"),
+    "relative zero gap": (_set("features.relative", {"baseline_gap": "0h"}), "features.relative.baseline_gap", "positive"),
+    "relative misspelled key": (_set("features.relative", {"cohrot": "model"}), "features.relative.cohrot", "Extra inputs"),
+    "relative baseline without the step mean": (lambda s: s["features"].update(relative={"baseline": "6h"}, aggregations=["max"]),
+                                                "features", "step mean"),
 }
 
 
