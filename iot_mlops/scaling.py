@@ -168,7 +168,8 @@ def distributed_backfill(
         partitioned = {graph.get(dg.AssetKey([fleet, name])).partitions_def is not None for name in stage}
         if len(partitioned) != 1:
             raise ValueError(f"stage {stage} mixes partitioned and unpartitioned assets")
-        plan.append((tuple(stage), partition_ranges(days, partitions_per_run) if partitioned.pop() else [None]))
+        per_run = len(days) if "features" in stage and _reads_earlier_features(fleet) else partitions_per_run
+        plan.append((tuple(stage), partition_ranges(days, per_run) if partitioned.pop() else [None]))
     # One process per concurrent run, as a run launcher would: Dagster's run setup is not thread-safe. Run processes
     # fork with the definitions already loaded: from this process when it has no other thread (forking is safe
     # then), else from a fork server that imports them once.
@@ -187,6 +188,14 @@ def distributed_backfill(
             if failed:
                 raise BackfillFailed(failed, done)
     return done
+
+
+def _reads_earlier_features(fleet: str) -> bool:
+    """Whether a fleet's features read the stored features of earlier days (device baselines): then they run in order."""
+    from iot_mlops.profiles import load_profiles
+    from iot_mlops.settings import get_settings
+
+    return bool(load_profiles(get_settings().profiles_dir)[fleet].features.baseline_reach)
 
 
 def _run(args: tuple) -> RangeRun:

@@ -52,8 +52,27 @@ def feature_query(lake: Lake, profile: FleetProfile, days: list[date]) -> str:
     events = lake.scan(fleet, "events", [d for d in lake.partitions(fleet, "events") if d <= last])
     start = datetime.combine(first, time())
     end = datetime.combine(last + timedelta(days=1), time())
-    history = lake.scan(fleet, "features", history_days(profile, start))
+    history = lake.scan(fleet, "features", _baseline_history(lake, profile, start))
     return features_sql(profile, telemetry, events, f"{parquet(devices_file)}", str(start), str(end), history)
+
+
+def _baseline_history(lake: Lake, profile: FleetProfile, start: datetime) -> list[date]:
+    """Earlier days whose stored features the baselines read; a day with telemetry but no features is an error.
+
+    Computing on without it would give the run's first days a shorter baseline than a day-by-day run gives them:
+    features silently different depending on the order days were materialized in.
+    """
+    days = history_days(profile, start)
+    if not days:
+        return days
+    fleet = profile.name
+    stored, landed = set(lake.partitions(fleet, "features")), set(lake.partitions(fleet, "telemetry"))
+    missing = [d for d in days if d in landed and d not in stored]
+    if missing:
+        raise FeatureInputError(f"{fleet}: features from {start.date()} compare each device with its baseline in the features of "
+                                f"{missing[0]}..{missing[-1]}, which are missing ({len(missing)} days with telemetry): "
+                                "materialize those days first, or include them in this run")
+    return days
 
 
 def build_features(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, days: list[date]) -> None:

@@ -146,3 +146,13 @@ def test_new_model_reads_normal_against_its_cohort_while_a_failing_heater_drifts
         healthy = own[leak["buildup_start"] - timedelta(days=2):leak["buildup_start"]]
         failing = own[leak["failure_time"] - timedelta(hours=6):leak["failure_time"]]
         assert abs(healthy.mean()) < 1.5 and failing.max() < -3, (leak["device_id"], healthy.describe(), failing.describe())
+
+
+def test_a_day_whose_baseline_days_lack_features_fails_instead_of_shifting(relative_fleet: Fleet):
+    """Without the day before's features a baseline would be shorter than day by day gives: refused, nothing written."""
+    result = relative_fleet.materialize("features", day=DAYS[1])
+    assert not result.success
+    error = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error
+    assert error.cause.cls_name == "FeatureInputError" and f"{DAYS[0]}..{DAYS[0]}, which are missing" in error.cause.message
+    assert relative_fleet.lake.partitions(relative_fleet.name, "features") == []
+    assert relative_fleet.materialize("features", days=(DAYS[0], DAYS[1])).success  # in one run, in order
