@@ -8,7 +8,7 @@ import pandas as pd
 
 from iot_mlops.profiles.schema import FleetProfile
 from iot_mlops.training.labels import label_column
-from iot_mlops.training.metrics import component_metrics, event_metrics, macro_f1
+from iot_mlops.training.metrics import component_event_metrics, component_metrics, event_metrics, macro_f1
 
 ID_COLUMNS = ["device_id", "ts", "feature_ts", "split"]
 
@@ -19,6 +19,7 @@ class Evaluation:
     per_component: dict[str, dict[str, float]]
     events: dict[str, float]
     predictions: pd.DataFrame = field(repr=False)
+    component_events: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def flat(self, prefix: str = "test_") -> dict[str, float]:
         """Metrics as flat MLflow-style keys."""
@@ -26,6 +27,8 @@ class Evaluation:
         for comp, metrics in self.per_component.items():
             out.update({f"{prefix}{comp}_{k}": float(v) for k, v in metrics.items()})
         out.update({f"{prefix}{k}": float(v) for k, v in self.events.items()})
+        for comp, metrics in self.component_events.items():
+            out.update({f"{prefix}{comp}_{k}": float(v) for k, v in metrics.items() if k != "mean_lead_time_h"})
         return out
 
     def recalls(self) -> dict[str, float]:
@@ -57,4 +60,5 @@ def evaluate(model, frame: pd.DataFrame, profile: FleetProfile, failures: pd.Dat
     scored = pd.concat([frame[["device_id", "ts"]], pred], axis=1)
     events = event_metrics(failures, scored, profile.target.horizon, profile.features.step)
     predictions = pd.concat([frame[["device_id", "ts"]], prob.add_prefix("p_"), pred.add_prefix("pred_"), Y.add_prefix("y_")], axis=1)
-    return Evaluation(macro_f1(per_component), per_component, events, predictions)
+    per_event = component_event_metrics(failures, scored, profile.target.horizon, profile.features.step)
+    return Evaluation(macro_f1(per_component), per_component, events, predictions, per_event)
