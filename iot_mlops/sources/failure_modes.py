@@ -5,10 +5,10 @@ linearly from 0 to 1 over the component's build-up window before the failure tim
 while the device is failed, and drops back to 0 at the first maintenance of that component after
 the build-up began: the repair a few hours after the failure, or an earlier preventive
 maintenance, which then averts the failure. Over the last LATE_S before the failure a *late stage*
-level ramps from 0 to 1 as well: the fault's own, stronger signature (and most of its error
-codes) comes in the day or so before the failure, as a real fault turns critical, so a warning
-a day ahead is learnable while the slow build-up alone would not tell a week-old fault from one
-about to fail.
+level ramps from 0 to the episode's severity (drawn per episode: some faults announce themselves
+less than others). It carries the fault's own, stronger signature and most of its error codes, as
+a real fault turns critical, so a warning a day ahead is learnable where the slow build-up alone
+would not tell a week-old fault from one about to fail.
 
 Schedules are drawn once, for a long horizon, from the seed alone, so any day can be simulated
 without simulating the days before it. Times are integer seconds since the simulator's epoch.
@@ -38,6 +38,7 @@ FAILURE_CODE = np.array([ERROR_CODES.index(c) for c in ("E03", "E05", "E02", "E0
 BACKGROUND_CODE = np.array([ERROR_CODES.index("E01"), ERROR_CODES.index("E04")])
 BACKGROUND_PER_DAY = np.array([1 / 30, 1 / 45])  # random errors per device and day
 LATE_S = 30 * HOUR_S  # the late stage: the last hours before a failure
+MIN_SEVERITY = 0.35  # some faults announce themselves less than others
 EARLY_ERROR_P = 0.02  # hourly probability of a component's error code at full degradation, before the late stage
 LATE_ERROR_P = 0.4  # and its rise over the late stage
 
@@ -56,6 +57,7 @@ class Schedule:
     failure: np.ndarray
     end: np.ndarray
     averted: np.ndarray
+    severity: np.ndarray  # how loudly the late stage announces the failure, in [MIN_SEVERITY, 1]
     maintenance_device: np.ndarray
     maintenance_component: np.ndarray
     maintenance_time: np.ndarray
@@ -111,6 +113,7 @@ def build_schedule(
     keep = failure_rel < HORIZON_S
     rows = np.broadcast_to(row, failure_rel.shape)[keep]
     fail_rel, repair = failure_rel[keep], repair[keep]
+    severity = (MIN_SEVERITY + (1 - MIN_SEVERITY) * rng(4).random((n, c, MAX_DRAWS)))[keep]
     comp = rows % c
     start_rel = fail_rel - BUILDUP_S[comp]
 
@@ -140,6 +143,7 @@ def build_schedule(
         failure=origin + fail_rel,
         end=origin + end_rel,
         averted=averted,
+        severity=severity,
         maintenance_device=maint_device[order],
         maintenance_component=maint_component[order],
         maintenance_time=maint_time[order],
@@ -156,10 +160,11 @@ def _levels(schedule: Schedule, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _late(schedule: Schedule, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Late-stage level of episodes `idx` at times `t`: 0 until LATE_S before the failure, 1 from it."""
+    """Late-stage level of episodes `idx` at times `t`: 0 until LATE_S before the failure, its severity from it."""
     t = np.atleast_2d(t)
     inside = (t >= schedule.start[idx][:, None]) & (t < schedule.end[idx][:, None])
-    return np.clip(1 - (schedule.failure[idx][:, None] - t) / LATE_S, 0.0, 1.0) * inside
+    ramp = np.clip(1 - (schedule.failure[idx][:, None] - t) / LATE_S, 0.0, 1.0)
+    return ramp * inside * schedule.severity[idx][:, None]
 
 
 def degradation(schedule: Schedule, t: np.ndarray, lo: int, hi: int) -> list[tuple[object, object, object]]:

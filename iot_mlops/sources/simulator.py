@@ -207,7 +207,8 @@ class WaterHeaterSimulator:
         """Every degradation episode of the horizon (ground truth, for inspection and tests).
 
         device_id, component, buildup_start, failure_time, end_time (degradation back to 0 at
-        the first maintenance), averted (a preventive maintenance came before the failure).
+        the first maintenance), averted (a preventive maintenance came before the failure),
+        severity (how strongly its late stage shows).
         """
         sched, epoch = self.schedule, pd.Timestamp(self.spec.epoch)
         stamp = lambda s: (epoch + pd.to_timedelta(s, unit="s")).astype("datetime64[us]")  # noqa: E731
@@ -219,6 +220,7 @@ class WaterHeaterSimulator:
                 "failure_time": stamp(sched.failure),
                 "end_time": stamp(sched.end),
                 "averted": sched.averted,
+                "severity": sched.severity,
             }
         )
 
