@@ -40,7 +40,8 @@ class FailureModelConfig(dg.Config):
     algorithm: str | None = Field(None, description="gradient_boosting, random_forest or logistic_regression (default: the profile's).")
     search_iterations: int = Field(3, description="Hyperparameter candidates tried (defaults first, then random draws).")
     search_folds: int = Field(3, description="Time-ordered folds; the last one is the validation part.")
-    threshold_beta: float = Field(1.0, description="F-beta that picks each component's threshold (>1 favours recall).")
+    threshold_beta: float = Field(1.0, description="F-beta that picks each component's threshold (>1 favours recall) "
+                                                   "when the profile sets no false-alarm budget.")
 
 
 def failures_frame(lake: LakeResource, fleet: str) -> pd.DataFrame:
@@ -128,7 +129,8 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
         key=key("failure_model"), kinds={"scikitlearn", "mlflow"}, deps=[key("training_dataset"), key("events")],
         description=(
             f"One classifier per component (default {profile.training.algorithm}), class-weighted, hyperparameters and "
-            "thresholds from time-ordered folds; logged to MLflow and registered with alias `challenger`."
+            "thresholds from time-ordered folds (within the profile's false-alarm budget, if any); logged to MLflow and "
+            "registered with alias `challenger`."
         ),
         **common,
     )
