@@ -29,6 +29,7 @@ def features_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsD
             f"Per-device features every {format_duration(spec.step)}: rolling {'/'.join(spec.aggregations)} over {windows}, "
             + "".join(part for kind, part in (("error", "error counts, "), ("maintenance", "hours since each component's maintenance, "))
                       if kind in {table.kind for table in profile.source.events})
+            + _relative(profile)
             + "device attributes. "
             f"Also refreshes the online table {fleet}/{ONLINE_TABLE} (newest row per device)."
         ),
@@ -70,3 +71,16 @@ def features_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsD
         return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
     return [features]
+
+
+def _relative(profile: FleetProfile) -> str:
+    relative = profile.features.relative
+    if relative is None:
+        return ""
+    parts = []
+    if relative.baseline is not None:
+        gap = f" (ending {format_duration(relative.baseline_gap)} before)" if relative.baseline_gap else ""
+        parts.append(f"z-scores of step means against the device's own last {format_duration(relative.baseline)}{gap}")
+    if relative.cohort is not None:
+        parts.append(f"differences from the median of devices of the same {relative.cohort}")
+    return ", ".join(parts) + ", "

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from iot_mlops.features.online import update_online_features
+from iot_mlops.features.relative import history_days
 from iot_mlops.features.sql import features_sql
 from iot_mlops.lake import Lake, parquet
 from iot_mlops.profiles.schema import FleetProfile
@@ -51,7 +52,8 @@ def feature_query(lake: Lake, profile: FleetProfile, days: list[date]) -> str:
     events = lake.scan(fleet, "events", [d for d in lake.partitions(fleet, "events") if d <= last])
     start = datetime.combine(first, time())
     end = datetime.combine(last + timedelta(days=1), time())
-    return features_sql(profile, telemetry, events, f"{parquet(devices_file)}", str(start), str(end))
+    history = lake.scan(fleet, "features", history_days(profile, start))
+    return features_sql(profile, telemetry, events, f"{parquet(devices_file)}", str(start), str(end), history)
 
 
 def build_features(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, days: list[date]) -> None:

@@ -239,16 +239,21 @@ def event_sql(profile: FleetProfile) -> tuple[str, list[str], list[str], list[st
     return marks, windows, joins, columns
 
 
-def features_sql(profile: FleetProfile, telemetry: str, events: str | None, devices: str, start: str, end: str) -> str:
-    """The full feature query for feature times t in [start, end).
+def features_sql(profile: FleetProfile, telemetry: str, events: str | None, devices: str, start: str, end: str,
+                 history: str | None = None) -> str:
+    """The full feature query for feature times t in [start, end); `history`: stored feature rows before start (baselines).
 
     Event buckets join the telemetry buckets (a full join: events also fall in buckets without
     telemetry, or before it), so one window pass over each device's buckets computes the
     rolling aggregates and finds the event state; only buckets with telemetry are kept.
     """
+    from iot_mlops.features.relative import baseline_sql, cohort_sql, relative_columns  # it builds on this module
+
     step = profile.features.step
     first, stop = (first_label_at_or_after(datetime.fromisoformat(x), step) for x in (start, end))
-    rolling = rolling_sql(profile) + step_sql(profile)
+    relative, helpers = relative_columns(profile)
+    cohort, cohort_joins, cohort_columns = cohort_sql(profile, devices)
+    rolling = rolling_sql(profile) + step_sql(profile) + relative
     events_src = events or "(SELECT NULL::VARCHAR AS device_id, NULL::TIMESTAMP AS ts, NULL::VARCHAR AS kind, NULL::VARCHAR AS value WHERE false)"
     state = event_state_sql(profile, events_src)
     marks, event_windows, event_joins, event_columns = event_sql(profile) if state else ("", [], [], [])
@@ -258,12 +263,15 @@ def features_sql(profile: FleetProfile, telemetry: str, events: str | None, devi
     has_telemetry = f"{ident(profile.sensor_names[0] + '__n')} IS NOT NULL"  # a count: NULL only on rows of events alone
     lookups = [w.rsplit(" AS ", 1)[1] for w in event_windows]
     buckets = f"b FULL JOIN ({marks}) USING (device_id, k)" if state else "b"
-    ctes = [f"b AS ({bucket_sql(profile, telemetry)})", *([f"es AS ({state})"] if state else [])]
+    base = baseline_sql(profile, history, first, stop, has_telemetry)
+    ctes = [f"b AS ({bucket_sql(profile, telemetry)})", *([f"es AS ({state})"] if state else []), *([f"base AS ({base})"] if base else [])]
     ctes += [
         f"wb AS (SELECT *{windows} FROM {buckets} WINDOW w AS (PARTITION BY device_id ORDER BY k))",
-        f"rolled AS (SELECT {', '.join(['device_id', label_of('k', step) + ' AS t', *lookups, *rolling])} "
-        f"FROM wb WHERE k >= {first} AND k < {stop} AND {has_telemetry})",
+        (f"rolled AS (SELECT {', '.join(['device_id', label_of('k', step) + ' AS t', *lookups, *rolling])} "
+         f"FROM wb{' LEFT JOIN base USING (device_id, k)' if base else ''} WHERE k >= {first} AND k < {stop} AND {has_telemetry})"),
+        *([f"cohort AS ({cohort})"] if cohort else []),
     ]
-    columns = ", ".join(["r.device_id", "r.t AS ts", f"r.* EXCLUDE ({', '.join(['device_id', 't', *lookups])})", *event_columns, *attr_cols])
-    joins = " ".join([*event_joins, f"LEFT JOIN {devices} d ON d.device_id = r.device_id"])
+    hidden = ", ".join(ident(c) for c in ["device_id", "t", *lookups, *helpers])
+    columns = ", ".join(["r.device_id", "r.t AS ts", f"r.* EXCLUDE ({hidden})", *event_columns, *cohort_columns, *attr_cols])
+    joins = " ".join([*event_joins, f"LEFT JOIN {devices} d ON d.device_id = r.device_id", *cohort_joins])
     return "WITH " + ",\n".join(ctes) + f"\nSELECT {columns}\nFROM rolled r {joins}\n"

@@ -134,6 +134,23 @@ class InteractionSpec(StrictModel):
     right: Identifier
 
 
+class RelativeSpec(StrictModel):
+    """Each sensor's step mean against the device's own trailing baseline and against its cohort at the same step."""
+
+    baseline: Duration | None = timedelta(days=7)  # z-score over the device's step means in this trailing window
+    # The baseline ends this long before the row's step, so a failure building up over that time is not absorbed by it.
+    baseline_gap: Duration | None = None
+    cohort: Identifier | None = None  # a categorical device attribute: difference from the median of its devices at the step
+
+    @model_validator(mode="after")
+    def _some(self) -> RelativeSpec:
+        if self.baseline is None and self.cohort is None:
+            raise ValueError("relative: set a baseline, a cohort or both")
+        if self.baseline is None and self.baseline_gap is not None:
+            raise ValueError("relative: baseline_gap needs a baseline")
+        return self
+
+
 class FeatureSpec(StrictModel):
     step: Duration
     windows: list[Duration] = Field(min_length=1)
@@ -142,6 +159,7 @@ class FeatureSpec(StrictModel):
     interactions: list[InteractionSpec] = []
     error_window: Duration = timedelta(hours=24)
     max_age: Duration = timedelta(hours=6)  # online features older than this are stale
+    relative: RelativeSpec | None = None  # device-relative features; off when absent
 
     @model_validator(mode="after")
     def _windows(self) -> FeatureSpec:
@@ -150,7 +168,26 @@ class FeatureSpec(StrictModel):
                 raise ValueError(f"window {window} is not a multiple of step {self.step}")
         if self.error_window % self.step:
             raise ValueError(f"error_window {self.error_window} is not a multiple of step {self.step}")
+        relative = self.relative
+        for name in ("baseline", "baseline_gap"):
+            value = getattr(relative, name, None)
+            if value is not None and value % self.step:
+                raise ValueError(f"relative.{name} {value} is not a multiple of step {self.step}")
+        if relative and relative.baseline is not None:
+            if relative.baseline < 2 * self.step:
+                raise ValueError(f"relative.baseline {relative.baseline} must span at least two steps of {self.step}")
+            # Baselines read the step means of earlier days back from their stored feature rows.
+            if "mean" not in self.aggregations or self.step not in self.windows:
+                raise ValueError(f"relative.baseline needs the step mean as a feature: aggregation 'mean' and window {self.step}")
         return self
+
+    @property
+    def baseline_reach(self) -> timedelta:
+        """How far before a feature time the device's baseline starts (zero without one); read from stored features."""
+        relative = self.relative
+        if relative is None or relative.baseline is None:
+            return timedelta(0)
+        return relative.baseline + (relative.baseline_gap or timedelta(0)) + self.step
 
     @property
     def lookback(self) -> timedelta:
@@ -237,6 +274,11 @@ class FleetProfile(StrictModel):
             for ref in (inter.left, inter.right):
                 if ref not in names:
                     raise ValueError(f"interaction {inter.name} refers to unknown sensor {ref!r}")
+        cohort = self.features.relative and self.features.relative.cohort
+        if cohort:
+            categorical = [a.name for a in self.source.devices.attributes if a.kind == "categorical"]
+            if cohort not in categorical:
+                raise ValueError(f"features.relative.cohort {cohort!r} is not a categorical device attribute (those are: {categorical})")
         return self
 
     @property

@@ -82,6 +82,18 @@ BAD = {
     "bad identifier": (_set("components", ["Impeller Blade"]), "components.0", "pattern"),
     "unknown ambiguous-time rule": (_set("ambiguous_local_time", "guess"), "ambiguous_local_time", "earliest"),
     "zero max_future": (_set("max_future", "0s"), "max_future", "positive"),
+    "relative cohort not an attribute": (_set("features.relative", {"cohort": "colour"}), "<root>", "colour"),
+    "relative cohort not categorical": (_set("features.relative", {"cohort": "age"}), "<root>", "categorical"),
+    "relative baseline not a multiple of step": (_set("features.relative", {"baseline": "90min"}), "features", "multiple"),
+    "relative gap not a multiple of step": (_set("features.relative", {"baseline_gap": "30min"}), "features", "multiple"),
+    "relative baseline of one step": (_set("features.relative", {"baseline": "1h"}), "features", "two steps"),
+    "relative with nothing to compare": (_set("features.relative", {"baseline": None}), "features.relative", "set a baseline"),
+    "relative gap without baseline": (_set("features.relative", {"baseline": None, "baseline_gap": "2h", "cohort": "model"}),
+                                      "features.relative", "needs a baseline"),
+    "relative zero gap": (_set("features.relative", {"baseline_gap": "0h"}), "features.relative.baseline_gap", "positive"),
+    "relative misspelled key": (_set("features.relative", {"cohrot": "model"}), "features.relative.cohrot", "Extra inputs"),
+    "relative baseline without the step mean": (lambda s: s["features"].update(relative={"baseline": "6h"}, aggregations=["max"]),
+                                                "features", "step mean"),
 }
 
 
