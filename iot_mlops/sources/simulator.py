@@ -10,7 +10,7 @@ handful of array operations. Standby losses come back as short, full-power rehea
 Failure modes (see `failure_modes`) degrade the signals during their build-up, and more in
 their late stage, the day or so before the failure, each with a signature of its own: a
 burning-out element draws more current per kW, more erratically, and heats less; scale lowers
-heat transfer (longer heating, lower temperature), and late on kettles: pressure surges and a
+heat transfer (longer heating, lower temperature), and late on kettles: pressure pulses and a
 jittery temperature while the element heats; a faulty thermostat overshoots and oscillates,
 more as it nears failure; a leaking seal loses pressure and shows a base flow without demand.
 
@@ -413,7 +413,8 @@ class WaterHeaterSimulator:
         pressure = col(self._pressure) + 0.12 * np.cos(2 * np.pi * (t_min / 60 - 3) / 24) - 0.012 * demand
         z = normal("pressure_bar")
         pressure = pressure + 0.08 * duty - 0.8 * deg_s - 0.8 * late_s - 0.8 * fail_s + 0.03 * (1 + 2 * deg_s) * z
-        pressure = pressure + 0.8 * late_t * duty * (1 + 0.5 * np.abs(z))  # kettling surges while heating
+        # kettling: steam bubbles form and collapse while heating, the pressure pulses around its level
+        pressure = pressure + 1.2 * late_t * duty * z
 
         result = {
             "temperature_c": temperature,

@@ -18,7 +18,7 @@ PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 # The feature that carries each component's late-stage signature.
 SIGNATURE = {
     "heating_element": "current_per_kw",  # more current per kW as the element shorts
-    "tank": "pressure_bar_std_1h",  # kettling: pressure surges while heating
+    "tank": "pressure_bar_std_1h",  # kettling: pressure pulses while heating
     "thermostat": "temperature_c_max_1h",  # overshoot beyond any healthy setpoint
     "seal": "flow_lpm_min_6h",  # a base flow that never stops
 }
