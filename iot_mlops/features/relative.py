@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from iot_mlops.features.sql import DECIMALS, bucket_grid, ident, window_label
+from iot_mlops.features.sql import DECIMALS, bucket_grid, ident, label_of, window_label
 from iot_mlops.profiles.schema import FleetProfile
 
 SCALE = 10**6  # baseline step means are summed as integer millionths: exact, whatever the order
@@ -109,15 +109,16 @@ def relative_columns(profile: FleetProfile) -> tuple[list[str], list[str]]:
     return out, helpers
 
 
-def cohort_sql(profile: FleetProfile, devices: str) -> tuple[str | None, list[str], list[str]]:
-    """(CTE `cohort` of median step means per cohort and time, its join onto `rolled r` after `d`, the difference columns)."""
+def cohort_sql(profile: FleetProfile, devices: str, first: int, stop: int,
+               has_telemetry: str) -> tuple[str | None, list[str], list[str]]:
+    """(CTE `cohort`: median step means per cohort and time, from `b`; its join onto `rolled r` after `d`; the differences)."""
     relative = profile.features.relative
     if relative is None or relative.cohort is None:
         return None, [], []
     attr = ident(relative.cohort)
-    medians = ", ".join(f"median({_col(s, 'v')}) AS {_col(s, 'm')}" for s in profile.sensor_names)
-    cte = (f"SELECT d.{attr} AS __cohort, r.t, {medians} FROM rolled r "
-           f"LEFT JOIN {devices} d ON d.device_id = r.device_id GROUP BY ALL")
+    medians = ", ".join(f"median({_value(s)}) AS {_col(s, 'm')}" for s in profile.sensor_names)
+    cte = (f"SELECT d.{attr} AS __cohort, {label_of('k', profile.features.step)} AS t, {medians} FROM b "
+           f"LEFT JOIN {devices} d ON d.device_id = b.device_id WHERE k >= {first} AND k < {stop} AND {has_telemetry} GROUP BY ALL")
     join = f"LEFT JOIN cohort c ON c.t = r.t AND c.__cohort IS NOT DISTINCT FROM d.{attr}"
     columns = [f"round((r.{_col(s, 'v')} - c.{_col(s, 'm')}) * 1e{DECIMALS}) / 1e{DECIMALS} AS {ident(f'{s}_vs_{relative.cohort}')}"
                for s in profile.sensor_names]

@@ -252,7 +252,6 @@ def features_sql(profile: FleetProfile, telemetry: str, events: str | None, devi
     step = profile.features.step
     first, stop = (first_label_at_or_after(datetime.fromisoformat(x), step) for x in (start, end))
     relative, helpers = relative_columns(profile)
-    cohort, cohort_joins, cohort_columns = cohort_sql(profile, devices)
     rolling = rolling_sql(profile) + step_sql(profile) + relative
     events_src = events or "(SELECT NULL::VARCHAR AS device_id, NULL::TIMESTAMP AS ts, NULL::VARCHAR AS kind, NULL::VARCHAR AS value WHERE false)"
     state = event_state_sql(profile, events_src)
@@ -264,6 +263,7 @@ def features_sql(profile: FleetProfile, telemetry: str, events: str | None, devi
     lookups = [w.rsplit(" AS ", 1)[1] for w in event_windows]
     buckets = f"b FULL JOIN ({marks}) USING (device_id, k)" if state else "b"
     base = baseline_sql(profile, history, first, stop, has_telemetry)
+    cohort, cohort_joins, cohort_columns = cohort_sql(profile, devices, first, stop, has_telemetry)
     ctes = [f"b AS ({bucket_sql(profile, telemetry)})", *([f"es AS ({state})"] if state else []), *([f"base AS ({base})"] if base else [])]
     ctes += [
         f"wb AS (SELECT *{windows} FROM {buckets} WINDOW w AS (PARTITION BY device_id ORDER BY k))",
