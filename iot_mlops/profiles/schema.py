@@ -226,7 +226,9 @@ class TrainingSpec(StrictModel):
     min_test_days: int = Field(7, ge=1)
     healthy_margin: Duration = timedelta(hours=72)  # anomaly model: this far from any failure is healthy
     algorithm: Literal["gradient_boosting", "random_forest", "logistic_regression"] = "gradient_boosting"
-    # The fleet's alert budget: the gate promotes no model above it (unless it cuts the champion's own excess).
+    # The fleet's alert budget. Each component's threshold: the most failures caught on validation within this many
+    # false alarms per device-month (runs of alerts with no failure of the component a horizon later); unset: the best
+    # F-beta. The champion gate promotes no model above it (unless it cuts the champion's own excess).
     max_false_alarms_per_device_month: float | None = Field(None, gt=0)
 
 

@@ -4,7 +4,11 @@ Every candidate failure is an *episode* of one device and component: its degrada
 linearly from 0 to 1 over the component's build-up window before the failure time, stays at 1
 while the device is failed, and drops back to 0 at the first maintenance of that component after
 the build-up began: the repair a few hours after the failure, or an earlier preventive
-maintenance, which then averts the failure.
+maintenance, which then averts the failure. Over the last LATE_S before the failure a *late stage*
+level ramps from 0 to the episode's severity (drawn per episode: some faults announce themselves
+less than others). It carries the fault's own, stronger signature and most of its error codes, as
+a real fault turns critical, so a warning a day ahead is learnable where the slow build-up alone
+would not tell a week-old fault from one about to fail.
 
 Schedules are drawn once, for a long horizon, from the seed alone, so any day can be simulated
 without simulating the days before it. Times are integer seconds since the simulator's epoch.
@@ -33,7 +37,10 @@ ERROR_CODES = ("E01", "E02", "E03", "E04", "E05", "E06")
 FAILURE_CODE = np.array([ERROR_CODES.index(c) for c in ("E03", "E05", "E02", "E06")])
 BACKGROUND_CODE = np.array([ERROR_CODES.index("E01"), ERROR_CODES.index("E04")])
 BACKGROUND_PER_DAY = np.array([1 / 30, 1 / 45])  # random errors per device and day
-ERROR_P_MAX = 0.6  # hourly probability of a component's error code at full degradation
+LATE_S = 30 * HOUR_S  # the late stage: the last hours before a failure
+MIN_SEVERITY = 0.35  # some faults announce themselves less than others
+EARLY_ERROR_P = 0.02  # hourly probability of a component's error code at full degradation, before the late stage
+LATE_ERROR_P = 0.4  # and its rise over the late stage
 
 _ROW = np.int64(2**40)  # key stride: (row, time) pairs sort as one int64 array
 
@@ -50,6 +57,7 @@ class Schedule:
     failure: np.ndarray
     end: np.ndarray
     averted: np.ndarray
+    severity: np.ndarray  # how loudly the late stage announces the failure, in [MIN_SEVERITY, 1]
     maintenance_device: np.ndarray
     maintenance_component: np.ndarray
     maintenance_time: np.ndarray
@@ -105,6 +113,7 @@ def build_schedule(
     keep = failure_rel < HORIZON_S
     rows = np.broadcast_to(row, failure_rel.shape)[keep]
     fail_rel, repair = failure_rel[keep], repair[keep]
+    severity = (MIN_SEVERITY + (1 - MIN_SEVERITY) * rng(4).random((n, c, MAX_DRAWS)))[keep]
     comp = rows % c
     start_rel = fail_rel - BUILDUP_S[comp]
 
@@ -134,6 +143,7 @@ def build_schedule(
         failure=origin + fail_rel,
         end=origin + end_rel,
         averted=averted,
+        severity=severity,
         maintenance_device=maint_device[order],
         maintenance_component=maint_component[order],
         maintenance_time=maint_time[order],
@@ -149,27 +159,35 @@ def _levels(schedule: Schedule, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.clip(ramp, 0.0, 1.0) * inside
 
 
-def degradation(schedule: Schedule, t: np.ndarray, lo: int, hi: int) -> list[tuple[object, object]]:
-    """Per component, (level, failed) for devices [lo, hi) at sample times `t` (seconds).
+def _late(schedule: Schedule, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Late-stage level of episodes `idx` at times `t`: 0 until LATE_S before the failure, its severity from it."""
+    t = np.atleast_2d(t)
+    inside = (t >= schedule.start[idx][:, None]) & (t < schedule.end[idx][:, None])
+    ramp = np.clip(1 - (schedule.failure[idx][:, None] - t) / LATE_S, 0.0, 1.0)
+    return ramp * inside * schedule.severity[idx][:, None]
+
+
+def degradation(schedule: Schedule, t: np.ndarray, lo: int, hi: int) -> list[tuple[object, object, object]]:
+    """Per component, (level, failed, late) for devices [lo, hi) at sample times `t` (seconds).
 
     Each is a (devices, samples) float array, or the scalar 0.0 when no device in the range
     degrades that day (so healthy chunks cost nothing).
     """
     idx = schedule.overlapping(int(t[0]), int(t[-1]) + 1)
     idx = idx[(schedule.device[idx] >= lo) & (schedule.device[idx] < hi)]
-    out: list[tuple[object, object]] = []
+    out: list[tuple[object, object, object]] = []
     for comp in range(len(COMPONENTS)):
         sel = idx[schedule.component[idx] == comp]
         if not len(sel):
-            out.append((0.0, 0.0))
+            out.append((0.0, 0.0, 0.0))
             continue
-        level = np.zeros((hi - lo, len(t)))
-        failed = np.zeros((hi - lo, len(t)))
+        level, failed, late = (np.zeros((hi - lo, len(t))) for _ in range(3))
         rows = schedule.device[sel] - lo
         levels = _levels(schedule, sel, t)
         np.add.at(level, rows, levels)
         np.add.at(failed, rows, (t[None, :] >= schedule.failure[sel][:, None]) * (levels > 0))
-        out.append((level, failed))
+        np.add.at(late, rows, _late(schedule, sel, t))
+        out.append((level, failed, late))
     return out
 
 
@@ -179,7 +197,7 @@ def error_events(
     """(device, time, code index) of the errors of devices lo.. (`active` is their mask) in a day.
 
     Background codes come at a low constant rate for active devices; a degrading component
-    raises its code each hour with probability ERROR_P_MAX * level**1.5. Sorted by time.
+    raises its code each hour with probability EARLY_ERROR_P * level + LATE_ERROR_P * late**1.5. Sorted by time.
     """
     counts = rng.poisson(BACKGROUND_PER_DAY, size=(len(active), len(BACKGROUND_PER_DAY)))
     counts[~active] = 0
@@ -190,10 +208,10 @@ def error_events(
 
     idx = schedule.overlapping(day_start, day_start + DAY_S)
     idx = idx[(schedule.device[idx] >= lo) & (schedule.device[idx] < lo + len(active))]
-    # one candidate time per episode and hour, kept with probability ERROR_P_MAX * level**1.5
+    # one candidate time per episode and hour: rare during the build-up, frequent in the late stage
     times = day_start + HOUR_S * np.arange(24) + rng.integers(0, HOUR_S, size=(len(idx), 24))
-    levels = _levels(schedule, idx, times)
-    episode, hour = np.nonzero(rng.random(levels.shape) < ERROR_P_MAX * levels**1.5)
+    p = EARLY_ERROR_P * _levels(schedule, idx, times) + LATE_ERROR_P * _late(schedule, idx, times) ** 1.5
+    episode, hour = np.nonzero(rng.random(p.shape) < p)
     deg_time = times[episode, hour]
     deg_device = schedule.device[idx][episode]
     deg_code = FAILURE_CODE[schedule.component[idx][episode]]

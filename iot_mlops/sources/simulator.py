@@ -7,10 +7,12 @@ power, energy and current follow. The deficit is a Lindley recursion, D_t = max(
 computed in closed form with cumulative sums and minima, so a whole day of a whole fleet is a
 handful of array operations. Standby losses come back as short, full-power reheat pulses.
 
-Failure modes (see `failure_modes`) degrade the signals during their build-up: a burning-out
-element draws an erratic, drifting current and heats less; scale lowers heat transfer (longer
-heating, lower temperature); a faulty thermostat overshoots and oscillates; a leaking seal loses
-pressure and shows a base flow without demand.
+Failure modes (see `failure_modes`) degrade the signals during their build-up, and more in
+their late stage, the day or so before the failure, each with a signature of its own: a
+burning-out element draws more current per kW, more erratically, and heats less; scale lowers
+heat transfer (longer heating, lower temperature), and late on kettles: pressure pulses and a
+jittery temperature while the element heats; a faulty thermostat overshoots and oscillates,
+more as it nears failure; a leaking seal loses pressure and shows a base flow without demand.
 
 Determinism: device attributes and failure schedules come from generators seeded by
 (seed, purpose, device group); each day's demand, noise and errors from generators seeded by
@@ -205,7 +207,8 @@ class WaterHeaterSimulator:
         """Every degradation episode of the horizon (ground truth, for inspection and tests).
 
         device_id, component, buildup_start, failure_time, end_time (degradation back to 0 at
-        the first maintenance), averted (a preventive maintenance came before the failure).
+        the first maintenance), averted (a preventive maintenance came before the failure),
+        severity (how strongly its late stage shows).
         """
         sched, epoch = self.schedule, pd.Timestamp(self.spec.epoch)
         stamp = lambda s: (epoch + pd.to_timedelta(s, unit="s")).astype("datetime64[us]")  # noqa: E731
@@ -217,6 +220,7 @@ class WaterHeaterSimulator:
                 "failure_time": stamp(sched.failure),
                 "end_time": stamp(sched.end),
                 "averted": sched.averted,
+                "severity": sched.severity,
             }
         )
 
@@ -343,7 +347,8 @@ class WaterHeaterSimulator:
         p = slice(lo, hi)
         col = lambda a: a[p][:, None]  # noqa: E731 - per-device parameter as a column
 
-        (deg_e, fail_e), (deg_t, fail_t), (deg_h, fail_h), (deg_s, fail_s) = fm.degradation(self.schedule, t_s, lo, hi)
+        degradation = fm.degradation(self.schedule, t_s, lo, hi)
+        (deg_e, fail_e, late_e), (deg_t, fail_t, late_t), (deg_h, fail_h, late_h), (deg_s, fail_s, late_s) = degradation
         normal = lambda name: noise[name].standard_normal((n, n_samples), dtype=np.float32)  # noqa: E731
 
         # water in: demand draws (exact sums in centi-l/min) plus a leak's base flow
@@ -353,7 +358,7 @@ class WaterHeaterSimulator:
         key = (device[a:b] - lo) * width
         diff = np.bincount(key + start[a:b], centi[a:b], n * width) - np.bincount(key + end[a:b], centi[a:b], n * width)
         demand = np.cumsum(diff.reshape(n, width)[:, :n_samples], axis=1) / 100
-        leak = deg_s * col(self._leak_lpm) + 0.5 * fail_s
+        leak = (0.4 * deg_s + 0.6 * late_s) * col(self._leak_lpm) + 0.5 * fail_s
 
         shift = 0.0
         drift = self.spec.drift
@@ -369,7 +374,7 @@ class WaterHeaterSimulator:
         heat_in = (demand + leak) * dt_min * np.maximum(setpoint - inlet, 5.0) * KJ_PER_L_K
         heat_in += (pulse == 0) * col(self._pulse_kj)
         electric = col(self._element_kw) * (1 - 0.3 * deg_e) * (1 - fail_e)  # kW the element draws
-        efficiency = 0.98 * (1 - 0.5 * deg_t - 0.1 * fail_t)  # scale insulates the element
+        efficiency = 0.98 * (1 - 0.4 * deg_t - 0.2 * late_t - 0.1 * fail_t)  # scale insulates the element
         capacity = electric * efficiency * 60 * dt_min  # kJ per sample
         running = np.cumsum(heat_in - capacity, axis=1)
         deficit = running - np.minimum(np.minimum.accumulate(running, axis=1), 0.0)
@@ -380,7 +385,7 @@ class WaterHeaterSimulator:
         overshoot = 0.0
         if not np.isscalar(deg_h):  # a faulty thermostat overshoots, oscillates and overheats
             theta = 2 * np.pi * t_min[None, :] / col(self._thermostat_period_min) + col(self._thermostat_phase)
-            overshoot = deg_h * (5.0 + 4.0 * np.sin(theta)) + 8.0 * fail_h
+            overshoot = (deg_h + late_h) * (2.5 + 2.0 * np.sin(theta)) + 8.0 * fail_h
             stuck = (deg_h > 0) & (np.cos(theta) > 1 - 0.6 * deg_h) & (electric > 0)
             duty = np.maximum(duty, stuck)
         # the thermostat switches the element fully on or off: whole samples with the same energy
@@ -389,8 +394,8 @@ class WaterHeaterSimulator:
         on = duty > 0  # noise only where it shows: on samples, flowing samples
         power = electric * duty
         power[on] *= 1 + 0.01 * noise["power_kw"].standard_normal(int(on.sum()))  # supply voltage
-        current = power * (1000 / VOLTS) * col(self._current_gain) * (1 + 0.25 * deg_e)
-        erratic = np.broadcast_to(0.05 + 5.0 * deg_e**1.5, current.shape)[on]
+        current = power * (1000 / VOLTS) * col(self._current_gain) * (1 + 0.1 * deg_e + 0.4 * late_e)
+        erratic = np.broadcast_to(0.05 + 1.5 * deg_e**1.5 + 3.5 * late_e**1.5, current.shape)[on]
         current[on] += erratic * noise["element_current_a"].standard_normal(len(erratic))
         flowing = demand > 0
         flow = demand + leak
@@ -402,10 +407,14 @@ class WaterHeaterSimulator:
         cold_share = np.minimum(deficit / (volume_kj * rise), 1.0)
         sawtooth = pulse / col(self._pulse_period) * col(self._pulse_kj) / volume_kj
         temperature = setpoint - rise * cold_share * np.sqrt(cold_share) - sawtooth - 4.0 * deg_t - 3.0 * fail_t
-        temperature = np.maximum(temperature + overshoot + 0.12 * normal("temperature_c"), inlet + 0.5)
+        jitter = 0.12 + 1.5 * late_t * duty  # scale kettles: the sensor jitters while the element heats
+        temperature = np.maximum(temperature + overshoot + jitter * normal("temperature_c"), inlet + 0.5)
 
         pressure = col(self._pressure) + 0.12 * np.cos(2 * np.pi * (t_min / 60 - 3) / 24) - 0.012 * demand
-        pressure = pressure + 0.08 * duty - 1.6 * deg_s - 0.8 * fail_s + 0.03 * (1 + 2 * deg_s) * normal("pressure_bar")
+        z = normal("pressure_bar")
+        pressure = pressure + 0.08 * duty - 0.8 * deg_s - 0.8 * late_s - 0.8 * fail_s + 0.03 * (1 + 2 * deg_s) * z
+        # kettling: steam bubbles form and collapse while heating, the pressure pulses around its level
+        pressure = pressure + 1.2 * late_t * duty * z
 
         result = {
             "temperature_c": temperature,

@@ -35,7 +35,8 @@ class FailureModelConfig(dg.Config):
     algorithm: str | None = Field(None, description="gradient_boosting, random_forest or logistic_regression (default: the profile's).")
     search_iterations: int = Field(3, description="Hyperparameter candidates tried (defaults first, then random draws).")
     search_folds: int = Field(3, description="Time-ordered folds; the last one is the validation part.")
-    threshold_beta: float = Field(1.0, description="F-beta that picks each component's threshold (>1 favours recall).")
+    threshold_beta: float = Field(1.0, description="F-beta that picks each component's threshold (>1 favours recall) "
+                                                   "when the profile sets no false-alarm budget.")
 
 
 def failures_frame(lake: LakeResource, fleet: str) -> pd.DataFrame:
@@ -123,7 +124,8 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
         key=key("failure_model"), kinds={"scikitlearn", "mlflow"}, deps=[key("training_dataset"), key("events")],
         description=(
             f"One classifier per component (default {profile.training.algorithm}), class-weighted, hyperparameters and "
-            "thresholds from time-ordered folds; logged to MLflow and registered with alias `challenger`."
+            "thresholds from time-ordered folds (within the profile's false-alarm budget, if any); logged to MLflow and "
+            "registered with alias `challenger`."
         ),
         **common,
     )
@@ -144,10 +146,13 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
         metadata = {
             "model": logged.version.name, "version": logged.version.version, "mlflow_run_id": logged.version.run_id,
             "test_macro_f1": result.test.macro_f1, "test_event_recall": result.test.events["event_recall"],
-            "per_component": dg.MetadataValue.md(per_component_markdown(result.test.per_component)),
+            "per_component": dg.MetadataValue.md(per_component_markdown(result.test.per_component, result.test.component_events)),
             "params": dg.MetadataValue.json({k: str(v) for k, v in result.params.items()}),
             "thresholds": dg.MetadataValue.json(result.thresholds), "dataset_fingerprint": dataset.fingerprint,
         }
+        if result.search.validation:  # what each threshold caught and cost on validation, within the alarm budget
+            metadata["max_false_alarms_per_device_month"] = profile.training.max_false_alarms_per_device_month
+            metadata["thresholds_on_validation"] = dg.MetadataValue.json(result.search.validation)
         ui_url, version = get_settings().mlflow_ui_url, logged.version
         for name in logged.figures:  # shown inline on the asset page, served by `mlflow ui` (see plot_markdown)
             page = run_page_url(ui_url, version.experiment_id, version.run_id, name)

@@ -18,6 +18,7 @@ class Evaluation:
     per_component: dict[str, dict[str, float]]
     events: dict[str, float]
     predictions: pd.DataFrame = field(repr=False)
+    component_events: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def flat(self, prefix: str = "test_") -> dict[str, float]:
         """Metrics as flat MLflow-style keys."""
@@ -25,6 +26,8 @@ class Evaluation:
         for comp, metrics in self.per_component.items():
             out.update({f"{prefix}{comp}_{k}": float(v) for k, v in metrics.items()})
         out.update({f"{prefix}{k}": float(v) for k, v in self.events.items()})
+        for comp, metrics in self.component_events.items():
+            out.update({f"{prefix}{comp}_{k}": float(v) for k, v in metrics.items() if k != "mean_lead_time_h"})
         return out
 
     def recalls(self) -> dict[str, float]:
@@ -46,7 +49,7 @@ def targets(frame: pd.DataFrame, profile: FleetProfile) -> pd.DataFrame:
 
 def evaluate(model, frame: pd.DataFrame, profile: FleetProfile, failures: pd.DataFrame) -> Evaluation:
     """Score `model` on `frame` (labelled rows) against its labels and the failure events."""
-    from iot_mlops.training.metrics import component_metrics, event_metrics, macro_f1
+    from iot_mlops.training.metrics import component_event_metrics, component_metrics, event_metrics, macro_f1
     from iot_mlops.training.model import probabilities
 
     features, _ = feature_columns(frame, profile)
@@ -57,4 +60,5 @@ def evaluate(model, frame: pd.DataFrame, profile: FleetProfile, failures: pd.Dat
     scored = pd.concat([frame[["device_id", "ts"]], pred], axis=1)
     events = event_metrics(failures, scored, profile.target.horizon, profile.features.step)
     predictions = pd.concat([frame[["device_id", "ts"]], prob.add_prefix("p_"), pred.add_prefix("pred_"), Y.add_prefix("y_")], axis=1)
-    return Evaluation(macro_f1(per_component), per_component, events, predictions)
+    per_event = component_event_metrics(failures, scored, profile.target.horizon, profile.features.step)
+    return Evaluation(macro_f1(per_component), per_component, events, predictions, per_event)

@@ -34,16 +34,32 @@ def macro_f1(per_component: dict[str, dict[str, float]]) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
-def per_component_markdown(per_component: dict[str, dict[str, float]]) -> str:
-    """A Markdown table of the per-component scores; a component without failures says so instead of NaN."""
-    lines = ["| component | precision | recall | F1 | PR-AUC | positive rows |", "|---|---|---|---|---|---|"]
+def per_component_markdown(per_component: dict[str, dict[str, float]],
+                           events: dict[str, dict[str, float]] | None = None) -> str:
+    """A Markdown table of the per-component scores (and failure events, when given); NaN shows as '-'."""
+    fmt = lambda v: "-" if np.isnan(v) else f"{v:.3f}"  # noqa: E731
+    head = "| component | precision | recall | F1 | PR-AUC | positive rows |"
+    if events is not None:
+        head += " failures caught | event recall | false alarms per device-month |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for comp, m in per_component.items():
+        e = (events or {}).get(comp)
+        tail = "" if events is None else (
+            f" {e['failures_caught']}/{e['failures']} | {fmt(e['event_recall'])} | {e['false_alarms_per_device_month']:.2f} |"
+            if e else " | | |")
         if m["support"] == 0:
-            lines.append(f"| {comp} | no failures in test | | | | 0 |")
+            lines.append(f"| {comp} | no failures in test | | | | 0 |{tail}")
             continue
-        pr_auc = "-" if np.isnan(m["pr_auc"]) else f"{m['pr_auc']:.3f}"
-        lines.append(f"| {comp} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {pr_auc} | {m['support']} |")
+        lines.append(f"| {comp} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {fmt(m['pr_auc'])} | {m['support']} |{tail}")
     return "\n".join(lines)
+
+
+def component_event_metrics(failures: pd.DataFrame, predictions: pd.DataFrame, horizon: timedelta,
+                            step: timedelta) -> dict[str, dict[str, float]]:
+    """`event_metrics` of each component alone: its failures caught, its false alarms per device-month."""
+    components = [c for c in predictions.columns if c not in ("device_id", "ts")]
+    return {c: event_metrics(failures[failures["component"] == c], predictions[["device_id", "ts", c]], horizon, step)
+            for c in components}
 
 
 def event_metrics(

@@ -6,7 +6,7 @@ FixedThresholdClassifier, FrozenEstimator), so skops loads it with a short trust
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -94,6 +94,7 @@ class SearchResult:
     thresholds: dict[str, float]
     score: float
     tried: list[dict]
+    validation: dict[str, dict[str, float]] = field(default_factory=dict)  # per component, with a false-alarm budget
 
 
 def pick_thresholds(Y: pd.DataFrame, proba: pd.DataFrame, beta: float) -> dict[str, float]:
@@ -115,9 +116,78 @@ def pick_thresholds(Y: pd.DataFrame, proba: pd.DataFrame, beta: float) -> dict[s
     return out
 
 
+@dataclass(frozen=True)
+class AlarmBudget:
+    """At most `per_device_month` false alarms per component; rows are `step` apart per device."""
+
+    per_device_month: float
+    step: pd.Timedelta
+
+
+def _runs(device: np.ndarray, ts: np.ndarray, mask: np.ndarray, step: np.timedelta64) -> np.ndarray:
+    """Run number (from 1) of each masked row: consecutive masked rows of one device, at most `step` apart; 0 elsewhere."""
+    joined = np.zeros(len(mask), dtype=bool)
+    joined[1:] = mask[:-1] & (device[1:] == device[:-1]) & (ts[1:] - ts[:-1] <= step)
+    return np.where(mask, np.cumsum(mask & ~joined), 0)
+
+
+def budget_threshold(device: np.ndarray, ts: np.ndarray, truth: np.ndarray, prob: np.ndarray,
+                     budget: AlarmBudget) -> tuple[float, dict[str, float]]:
+    """The cut that alerts on the most failure episodes within the false-alarm budget, and its figures.
+
+    Rows sorted by device and time. An episode is a run of positive rows (the horizon before one failure); it is
+    caught when one of its rows alerts. A false alarm is a run of alerts without a positive row. Among the cuts that
+    catch the most episodes within the budget, those with the fewest false alarms, and of these the lowest (the
+    earliest alerts). When no episode can be caught within the budget, a cut above every score seen.
+    """
+    step = np.timedelta64(budget.step)
+    episodes = _runs(device, ts, truth, step)
+    n_episodes = int(episodes.max()) if len(episodes) else 0
+    best_of = np.full(n_episodes + 1, -np.inf)
+    np.maximum.at(best_of, episodes, np.where(truth, prob, -np.inf))
+    best_of = best_of[1:]  # an episode alerts at any cut up to its best score
+    months = max(len(prob) * (budget.step / pd.Timedelta(days=30)), 1e-9)
+    # Candidates: each episode's best score and a grid in log-odds (scores of balanced models crowd near 0 and 1).
+    grid = 1 / (1 + np.exp(-np.arange(-6.0, 36.0, 0.25)))
+    candidates = np.unique(np.concatenate([best_of, grid[(grid > prob.min()) & (grid <= prob.max())]]))
+
+    def false_alarms(cut: float) -> int:
+        runs = _runs(device, ts, prob >= cut, step)
+        hit = np.zeros(runs.max() + 1, dtype=bool)
+        hit[runs[truth]] = True
+        return int((~hit[1:]).sum())
+
+    best, chosen = (0, -np.inf, -np.inf), None
+    for cut in candidates:
+        caught, alarms = int((best_of >= cut).sum()), false_alarms(cut)
+        if caught and alarms / months <= budget.per_device_month and (caught, -alarms, -cut) > best:
+            best, chosen = (caught, -alarms, -cut), float(cut)
+    figures = {"failures": n_episodes, "caught": best[0], "false_alarms_per_device_month": -best[1] / months,
+               "event_recall": best[0] / n_episodes if n_episodes else float("nan")}
+    if chosen is None:  # nothing to catch within the budget: stay silent on anything seen
+        figures["false_alarms_per_device_month"] = 0.0
+        return float(np.nextafter(prob.max(), np.inf)) if len(prob) else 0.5, figures
+    below = prob[prob < chosen]
+    # Cut halfway to the next lower score so near-ties on new data fall on the same side.
+    return (float((chosen + below.max()) / 2) if len(below) else chosen), figures
+
+
+def budget_thresholds(Y: pd.DataFrame, proba: pd.DataFrame, ids: pd.DataFrame,
+                      budget: AlarmBudget) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Per component, `budget_threshold` on out-of-fold scores (`ids`: device_id and ts of their rows)."""
+    order = np.lexsort((ids["ts"].to_numpy(), ids["device_id"].to_numpy()))
+    device, ts = ids["device_id"].to_numpy()[order], ids["ts"].to_numpy()[order]
+    thresholds, figures = {}, {}
+    for comp in Y.columns:
+        truth = Y[comp].to_numpy().astype(bool)[order]
+        thresholds[comp], figures[comp] = budget_threshold(device, ts, truth, proba[comp].to_numpy()[order], budget)
+    return thresholds, figures
+
+
 def search(config: ModelConfig, X: pd.DataFrame, Y: pd.DataFrame, folds: list[tuple[np.ndarray, np.ndarray]],
-           categorical: list[str]) -> SearchResult:
-    """Randomized search over time-ordered folds; each candidate is scored at thresholds tuned on its folds."""
+           categorical: list[str], ids: pd.DataFrame | None = None, budget: AlarmBudget | None = None) -> SearchResult:
+    """Randomized search over time-ordered folds; each candidate is scored at thresholds tuned on its folds
+    (within the false-alarm budget when there is one; `ids` then gives each row's device_id and ts)."""
     space = SEARCH_SPACE[config.algorithm]
     candidates = [{}] + list(ParameterSampler(space, n_iter=max(config.search_iterations - 1, 0), random_state=config.random_state))
     best, tried = None, []
@@ -128,12 +198,16 @@ def search(config: ModelConfig, X: pd.DataFrame, Y: pd.DataFrame, folds: list[tu
             out_of_fold.append(probabilities(model, X.iloc[valid], list(Y.columns)))
         proba = pd.concat(out_of_fold)
         truth = Y.loc[proba.index]
-        thresholds = pick_thresholds(truth, proba, config.threshold_beta)
+        validation: dict[str, dict[str, float]] = {}
+        if budget is None:
+            thresholds = pick_thresholds(truth, proba, config.threshold_beta)
+        else:
+            thresholds, validation = budget_thresholds(truth, proba, ids.loc[proba.index], budget)
         predicted = np.column_stack([proba[c] >= thresholds[c] for c in Y.columns])
         score = macro_fbeta(truth.to_numpy(), predicted, config.threshold_beta)
         tried.append({**params, "score": score})
         if best is None or score > best.score:
-            best = SearchResult(params=params, thresholds=thresholds, score=score, tried=tried)
+            best = SearchResult(params=params, thresholds=thresholds, score=score, tried=tried, validation=validation)
     return best
 
 

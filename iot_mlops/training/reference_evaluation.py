@@ -43,6 +43,9 @@ class ReferenceEvaluation:
             "event_recall": round(self.ours.test.events["event_recall"], 4),
             "mean_lead_time_h": round(self.ours.test.events["mean_lead_time_h"], 2),
             "false_alarms_per_device_month": round(self.ours.test.events["false_alarms_per_device_month"], 4),
+            "per_component": component_summary(self.ours.test.per_component, self.ours.test.component_events),
+            "thresholds": {c: round(t, 6) for c, t in self.ours.thresholds.items()},
+            "validation": self.ours.search.validation,
             "reference_macro_f1": round(self.recipe["macro_f1"], 4),
             "reference_per_class": {c: {k: round(m[k], 4) for k in ("precision", "recall", "f1")} for c, m in self.recipe["per_class"].items()},
             "baseline": side_summary(self.baseline),
@@ -103,6 +106,17 @@ def evaluate_reference(profile: FleetProfile, profile_dir: Path, lake: Lake, lan
     return ReferenceEvaluation(ours=ours, recipe=recipe, baseline=baseline, rows=rows, split=split_days, horizon_h=horizon_h, algorithm=config.algorithm)
 
 
+def component_summary(per_component: dict[str, dict], events: dict[str, dict]) -> dict:
+    """Per component: row-level PR-AUC and, per failure event, recall and false alarms per device-month."""
+    out = {}
+    for comp, m in per_component.items():
+        e = events.get(comp, {})
+        out[comp] = {"pr_auc": round(m["pr_auc"], 4), "positive_rows": m["support"], "failures": e.get("failures"),
+                     "failures_caught": e.get("failures_caught"), "event_recall": round(e.get("event_recall", float("nan")), 4),
+                     "false_alarms_per_device_month": round(e.get("false_alarms_per_device_month", float("nan")), 4)}
+    return out
+
+
 def side_summary(side: dict) -> dict:
     """A compared model's figures for the JSON: macro F1, per component, and its events."""
     events = side["events"]
@@ -129,4 +143,7 @@ def format_table(result: ReferenceEvaluation) -> str:
             f"(event recall {events['event_recall']:.3f}){lead}, {events['false_alarms_per_device_month']:.2f} false alarms "
             "per device-month"
         )
+    for comp, m in component_summary(result.ours.test.per_component, result.ours.test.component_events).items():
+        lines.append(f"ours, {comp}: PR-AUC {m['pr_auc']:.3f}, {m['failures_caught']}/{m['failures']} failures alerted "
+                     f"(event recall {m['event_recall']:.3f}), {m['false_alarms_per_device_month']:.2f} false alarms per device-month")
     return "\n".join(lines)

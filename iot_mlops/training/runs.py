@@ -90,6 +90,8 @@ def log_failure_model(registry: ModelRegistry, profile: FleetProfile, result: Tr
     }
     metrics = result.test.flat("test_")
     metrics["search_best_score"] = result.search.score
+    for comp, figures_of in result.search.validation.items():  # the thresholds' figures on validation
+        metrics.update({f"validation_{comp}_{k}": float(v) for k, v in figures_of.items()})
     params = {"algorithm": algorithm, **result.params, **{f"threshold_{c}": round(t, 6) for c, t in result.thresholds.items()},
               **{f"rows_{k}": v for k, v in result.rows.items()}, "features": len(result.features),
               "horizon_h": profile.target.horizon.total_seconds() / 3600}
@@ -98,7 +100,7 @@ def log_failure_model(registry: ModelRegistry, profile: FleetProfile, result: Tr
         X_example=frame[result.features].head(20), params=params, metrics=metrics,
         tags={**dataset_tags(dataset), "prediction_type": profile.target.prediction_type, "trigger": trigger},
         figures=figures,
-        json_artifacts={"thresholds.json": result.thresholds, "search.json": {"tried": result.search.tried},
+        json_artifacts={"thresholds.json": result.thresholds, "search.json": {"tried": result.search.tried, "validation": result.search.validation},
                         "feature_importance.json": importance.round(6).to_dict(), "features.json": {"features": result.features}},
         run_name=f"{profile.name}-{profile.target.prediction_type}",
     )

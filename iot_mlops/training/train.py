@@ -10,7 +10,7 @@ from sklearn.pipeline import Pipeline
 from iot_mlops.profiles.schema import FleetProfile
 from iot_mlops.training.labels import label_column
 from iot_mlops.training.evaluate import Evaluation, evaluate, feature_columns, targets
-from iot_mlops.training.model import ModelConfig, SearchResult, build_pipeline, search, time_folds, with_thresholds
+from iot_mlops.training.model import AlarmBudget, ModelConfig, SearchResult, build_pipeline, search, time_folds, with_thresholds
 
 
 class TrainingDataError(ValueError):
@@ -49,7 +49,9 @@ def train_failure_model(frame: pd.DataFrame, profile: FleetProfile, failures: pd
     # A column with fewer than two distinct values where the first fold trains carries no signal
     # and breaks histogram binning; every later fit sees a superset of those rows.
     features = [c for c in features if c in categorical or earliest[c].nunique(dropna=True) >= 2]
-    found = search(config, seen[features], targets(seen, profile), folds, categorical)
+    limit = profile.training.max_false_alarms_per_device_month
+    budget = None if limit is None else AlarmBudget(limit, pd.Timedelta(profile.features.step))
+    found = search(config, seen[features], targets(seen, profile), folds, categorical, seen[["device_id", "ts"]], budget)
     final = build_pipeline(config, categorical, found.params).fit(seen[features], targets(seen, profile).to_numpy())
     final = with_thresholds(final, found.thresholds, seen[features], targets(seen, profile))
     return TrainingResult(
