@@ -20,7 +20,7 @@ from iot_mlops.automation.daemon import running_daemon, wait_for_ticks
 from iot_mlops.automation.replay import QUIET, Tick, run_night
 from iot_mlops.definitions import build_definitions
 from iot_mlops.demo_alerts import alert_trend
-from iot_mlops.demo_feedback import technician_feedback
+from iot_mlops.demo_feedback import false_alerts, technician_feedback
 from iot_mlops.features.online import TABLE as ONLINE_TABLE
 from iot_mlops.lake import Lake
 from iot_mlops.monitoring.resource import StoreResource
@@ -40,6 +40,7 @@ class Night:
     alerts: int
     feedback: int
     ticks: list[Tick] = field(default_factory=list)
+    false_alerts: int | None = None  # alerts with no failure of their component within the horizon (simulator's truth)
 
 
 @dataclass
@@ -198,7 +199,7 @@ def run_demo(devices: int = 250, days: int = 21, end: date | None = None, fleet:
             since = time.time()
             summary.run_ids.extend(t.run_id for t in ticks if t.run_id)
             night = Night(day, all(r.success for r in runs), metadata["drift_report"].get("drift_share"),
-                          int(metadata["predictions"].get("alerts", 0)), given, ticks)
+                          int(metadata["predictions"].get("alerts", 0)), given, ticks, false_alerts(sim_profile, day))
             summary.nights.append(night)
             echo(_night_line(night, time.perf_counter() - started))
     today = window[-1] + timedelta(days=1)
@@ -238,7 +239,7 @@ def _summarize_history(summary: DemoSummary, results: dict) -> None:
 def _night_line(night: Night, seconds: float) -> str:
     share = "-" if night.drift_share is None else f"{night.drift_share:.2f}"
     lines = [f"  night of {night.day}: {'ok' if night.success else 'FAILED'} in {seconds:.0f}s, drift share {share}, "
-             f"{night.alerts} alerts, {night.feedback} feedback records"]
+             f"{night.alerts} alerts{_false(night)}, {night.feedback} feedback records"]
     for tick in night.ticks:
         if tick.action == "requested":
             outcome = "succeeded" if tick.run_success else "FAILED"
@@ -248,6 +249,10 @@ def _night_line(night: Night, seconds: float) -> str:
         elif "skipped:" in tick.reason:
             lines.append(f"    {tick.sensor}: {tick.reason}")
     return "\n".join(lines)
+
+
+def _false(night: Night) -> str:
+    return "" if night.false_alerts is None else f" ({night.false_alerts} false: no failure followed)"
 
 
 def _tracking_uri_to_print() -> str:

@@ -21,13 +21,26 @@ def truth(profile: FleetProfile) -> pd.DataFrame:
     return schedule.loc[~schedule["averted"], ["device_id", "component", "failure_time"]]
 
 
-def technician_feedback(profile: FleetProfile, day: date, per_night: int = PER_NIGHT) -> int:
-    """Feedback on the first alert of `per_night` alerted devices of `day`: correct if the component failed within the horizon."""
+def _day_alerts(profile: FleetProfile, day: date) -> pd.DataFrame:
     file = Lake(get_settings().lake).partition_file(profile.name, "predictions", day)
     if not file.is_file():
-        return 0
+        return pd.DataFrame(columns=["prediction_id", "device_id", "ts", "predicted_component"])
     predictions = pd.read_parquet(file, columns=["prediction_id", "device_id", "ts", "predicted_component"])
-    alerts = predictions[predictions["predicted_component"] != "none"].sort_values(["ts", "device_id"])
+    return predictions[predictions["predicted_component"] != "none"].sort_values(["ts", "device_id"])
+
+
+def false_alerts(profile: FleetProfile, day: date) -> int:
+    """Alerting predictions of `day` whose component does not fail within the horizon after them, by the simulator's truth."""
+    alerts = _day_alerts(profile, day)
+    failures = truth(profile).rename(columns={"component": "predicted_component"})
+    joined = alerts.merge(failures, on=["device_id", "predicted_component"], how="left")
+    ahead = (joined["failure_time"] >= joined["ts"]) & (joined["failure_time"] < joined["ts"] + profile.target.horizon)
+    return int(len(alerts) - joined.loc[ahead, "prediction_id"].nunique())
+
+
+def technician_feedback(profile: FleetProfile, day: date, per_night: int = PER_NIGHT) -> int:
+    """Feedback on the first alert of `per_night` alerted devices of `day`: correct if the component failed within the horizon."""
+    alerts = _day_alerts(profile, day)
     visits = alerts.drop_duplicates("device_id").head(per_night)
     failures = truth(profile)
     store = StoreResource.from_settings().feedback()

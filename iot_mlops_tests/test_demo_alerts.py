@@ -16,6 +16,7 @@ class N:
     day: date
     alerts: int
     ticks: list = field(default_factory=list)
+    false_alerts: int | None = None
 
 
 RETRAIN = Tick("water_heaters_drift_sensor", "requested", "drift share above 0.3 twice", run_id="abc12345", run_success=True)
@@ -27,17 +28,25 @@ def verdicts(decision: str):
 
 def test_alerts_back_within_twice_the_pre_drift_level_after_a_promotion():
     nights = [N(date(2026, 3, 9), 100), N(DRIFT, 900), N(date(2026, 3, 11), 950, [RETRAIN]), N(date(2026, 3, 12), 150)]
-    first, gate = alert_trend(nights, DRIFT, verdicts("promoted"))
-    assert "100 before the new batch" in first and "150 after the retraining with the retrained champion: 1.5x, within 2x" in first
+    head, after, gate = alert_trend(nights, DRIFT, verdicts("promoted"))
+    assert head.endswith(": 100") and "with the retrained champion: 150; alerts 1.5x the nights before drift, within 2x" in after
     assert "promoted" in gate
 
 
 def test_alerts_still_high_are_said_with_the_gate_refusal():
     nights = [N(date(2026, 3, 9), 100), N(DRIFT, 900), N(date(2026, 3, 11), 950, [RETRAIN]), N(date(2026, 3, 12), 900)]
-    first, gate = alert_trend(nights, DRIFT, verdicts("rejected"))
-    assert "NOT within 2x" in first and "kept champion" in first and "rejected" in gate
+    _, after, gate = alert_trend(nights, DRIFT, verdicts("rejected"))
+    assert "NOT within 2x" in after and "kept champion" in after and "rejected" in gate
+
+
+def test_with_the_truth_known_false_alerts_are_judged():
+    """Many alerts before real failures are no flood: 97 alerts, 23 of them false, against 24 with 12 false."""
+    nights = [N(date(2026, 3, 9), 24, false_alerts=12), N(DRIFT, 0, false_alerts=0),
+              N(date(2026, 3, 11), 28, [RETRAIN], false_alerts=9), N(date(2026, 3, 12), 97, false_alerts=23)]
+    head, after, _ = alert_trend(nights, DRIFT, verdicts("rejected"))
+    assert head.endswith("24 (12 false)") and "97 (23 false); false alerts 1.9x the nights before drift, within 2x" in after
 
 
 def test_without_retraining_the_nights_after_drift_are_listed():
     [line] = alert_trend([N(date(2026, 3, 9), 100), N(DRIFT, 120)], DRIFT, verdicts("promoted"))
-    assert "no retraining ran" in line and "[120]" in line
+    assert "no retraining ran" in line and "after it: 120" in line

@@ -53,6 +53,9 @@ def test_drift_triggers_one_retraining_and_the_gate_decides(small_heaters: Path)
     drifted = [d for d in shares if d >= summary.drift_from]
     assert len(drifted) == DRIFT_DAYS and all(shares[d] >= policy_high for d in drifted)
 
+    # Every night's alerts are checked against the simulator's truth: the false ones are counted, the rest preceded a failure.
+    assert all(n.false_alerts is not None and 0 <= n.false_alerts <= n.alerts for n in summary.nights)
+
     # Exactly one retraining run was requested, by the drift sensor, on the K-th drifted night.
     requested = [(night.day, tick) for night in summary.nights for tick in night.ticks if tick.action == "requested"]
     assert [(day, tick.sensor) for day, tick in requested] == [(drifted[-1], "drift_sensor")]
