@@ -95,3 +95,17 @@ def test_processes_starting_together_migrate_once(url: str):
     with engine.connect() as conn:
         assert opengine.revision(conn) == opengine.HEAD
         assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
+
+
+def test_downgrade_to_base_and_upgrade_again(url: str):
+    from alembic import command
+
+    engine = opengine.engine_for.__wrapped__(url)
+    config = Config()
+    config.set_main_option("script_location", str(opengine.MIGRATIONS))
+    with opengine.write_transaction(engine) as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "base")
+    assert schema(engine) == {}
+    opengine.upgrade(engine)
+    assert "ix_decisions_run_id" in schema(engine)["decisions"]

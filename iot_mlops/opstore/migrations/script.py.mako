@@ -18,4 +18,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    ${downgrades if downgrades else "raise NotImplementedError('the operational store only moves forward')"}
+    ${downgrades if downgrades else "pass"}

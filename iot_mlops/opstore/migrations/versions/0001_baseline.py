@@ -98,4 +98,5 @@ def _decisions() -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("the operational store only moves forward")
+    for table in ("idempotency_keys", "feedback", "decisions", "predictions"):  # referencing tables first
+        op.drop_table(table)
