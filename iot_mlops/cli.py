@@ -50,8 +50,8 @@ def demo(
     days: Annotated[int, typer.Option(min=1, help="Days to simulate at least, ending yesterday (UTC); more if a "
                                                   "component would not fail often enough for the first training.")] = 21,
     end: Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%d"], help="Last day (default yesterday).")] = None,
-    nights: Annotated[int, typer.Option(min=1, help="Last days replayed night by night (schedule, feedback, sensors).")] = 4,
-    drift_days: Annotated[int, typer.Option(min=1, help="Last days with drift: a batch of new-model heaters joins the fleet.")] = 3,
+    nights: Annotated[int, typer.Option(min=1, help="Last days replayed night by night (schedule, feedback, sensors).")] = 5,
+    drift_days: Annotated[int, typer.Option(min=1, help="Last days with drift: a batch of new-model heaters joins the fleet.")] = 4,
 ) -> None:
     """Simulate a water-heater fleet and run the whole loop: history, first model, nights with drift, retraining."""
     warnings.filterwarnings("ignore")

@@ -20,7 +20,7 @@ from iot_mlops.automation.daemon import running_daemon, wait_for_ticks
 from iot_mlops.automation.replay import QUIET, Tick, run_night
 from iot_mlops.definitions import build_definitions
 from iot_mlops.demo_alerts import alert_trend
-from iot_mlops.demo_feedback import false_alerts, technician_feedback
+from iot_mlops.demo_feedback import NightAlarms, night_alarms, technician_feedback
 from iot_mlops.features.online import TABLE as ONLINE_TABLE
 from iot_mlops.lake import Lake
 from iot_mlops.monitoring.resource import StoreResource
@@ -40,7 +40,9 @@ class Night:
     alerts: int
     feedback: int
     ticks: list[Tick] = field(default_factory=list)
-    false_alerts: int | None = None  # alerts with no failure of their component within the horizon (simulator's truth)
+    alarms: int = 0  # alerted devices and components: the visits the night asks for
+    false_alarms: int | None = None  # alarms where the simulator's truth has no fault for the technician to find
+    devices: int = 0  # devices scored that night
 
 
 @dataclass
@@ -57,6 +59,7 @@ class DemoSummary:
     test_macro_f1: float = float("nan")
     gate: str = ""
     nights: list[Night] = field(default_factory=list)
+    held_out: list[Night] = field(default_factory=list)  # test days of the first training, scored by its champion
     run_ids: list[str] = field(default_factory=list)
     online_devices: int = 0
     online_newest: datetime | None = None  # naive UTC
@@ -147,8 +150,8 @@ def training_config(fleet: str) -> dict:
     return {"ops": {f"{fleet}__failure_model": {"config": {"search_iterations": 1, "search_folds": 2}}}}
 
 
-def run_demo(devices: int = 250, days: int = 21, end: date | None = None, fleet: str = "water_heaters", nights: int = 4,
-             drift_days: int = 3, echo: Callable[[str], None] = print) -> DemoSummary:
+def run_demo(devices: int = 250, days: int = 21, end: date | None = None, fleet: str = "water_heaters", nights: int = 5,
+             drift_days: int = 4, echo: Callable[[str], None] = print) -> DemoSummary:
     """Simulate with drift in the last `drift_days`, build history and first models, then replay the last `nights`."""
     settings = get_settings()
     profile = load_profiles(settings.profiles_dir)[fleet]
@@ -182,8 +185,14 @@ def run_demo(devices: int = 250, days: int = 21, end: date | None = None, fleet:
                   [key(n) for n in ("training_dataset", "failure_model", "anomaly_model", "champion_gate")], echo,
                   {"iot_mlops/trigger": "demo"}, training_config(fleet))
     summary.run_ids.append(result.run_id)
-    results.update({n: _metadata(result, key(n)) for n in ("failure_model", "champion_gate")})
+    results.update({n: _metadata(result, key(n)) for n in ("failure_model", "champion_gate", "training_dataset")})
     _summarize_history(summary, results)
+    test_days = [d for d in history if d >= _test_start(results["training_dataset"])]
+    if test_days:
+        result = _run(daily, instance, f"[3/5] the champion's alerts on the {len(test_days)} test days it did not train on",
+                      [key("predictions")], echo, {**span, "dagster/asset_partition_range_start": str(test_days[0])})
+        summary.run_ids.append(result.run_id)
+        summary.held_out = [_judged(Night(d, True, None, 0, 0), sim_profile) for d in test_days]
 
     echo(f"[4/5] replaying {len(replay)} nights: the nightly schedule's runs and technician feedback here, the "
          "retraining sensors ticking in the Dagster daemon")
@@ -198,8 +207,8 @@ def run_demo(devices: int = 250, days: int = 21, end: date | None = None, fleet:
             ticks = wait_for_ticks(instance, fleet, since, time.time(), daemon)
             since = time.time()
             summary.run_ids.extend(t.run_id for t in ticks if t.run_id)
-            night = Night(day, all(r.success for r in runs), metadata["drift_report"].get("drift_share"),
-                          int(metadata["predictions"].get("alerts", 0)), given, ticks, false_alerts(sim_profile, day))
+            night = _judged(Night(day, all(r.success for r in runs), metadata["drift_report"].get("drift_share"),
+                                  int(metadata["predictions"].get("alerts", 0)), given, ticks), sim_profile)
             summary.nights.append(night)
             echo(_night_line(night, time.perf_counter() - started))
     today = window[-1] + timedelta(days=1)
@@ -251,8 +260,19 @@ def _night_line(night: Night, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def _judged(night: Night, profile: FleetProfile) -> Night:
+    judged: NightAlarms = night_alarms(profile, night.day)
+    night.alerts, night.alarms, night.false_alarms, night.devices = judged.alerts, judged.alarms, judged.false_alarms, judged.devices
+    return night
+
+
+def _test_start(dataset: dict) -> date:
+    return datetime.fromisoformat(dataset["boundaries"]["test_start"]).date()
+
+
 def _false(night: Night) -> str:
-    return "" if night.false_alerts is None else f" ({night.false_alerts} false: no failure followed)"
+    false = "" if night.false_alarms is None else f", {night.false_alarms} false (no fault found)"
+    return f" = {night.alarms} alarms on {night.devices} devices{false}"
 
 
 def _tracking_uri_to_print() -> str:
@@ -278,7 +298,7 @@ def format_summary(summary: DemoSummary) -> str:
         f"  lake:                    {get_settings().lake}",
         f"  online features:         {_online_line(summary)}",
         "",
-        *alert_trend(summary.nights, summary.drift_from, lambda run_id: gate_verdicts(log, run_id)),
+        *alert_trend(summary.nights, summary.drift_from, lambda run_id: gate_verdicts(log, run_id), summary.held_out),
         "",
         "Decision log (iot-mlops decisions):",
         format_decisions(decisions) if decisions else "  (empty)",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 
 import pandas as pd
 
@@ -29,13 +30,41 @@ def _day_alerts(profile: FleetProfile, day: date) -> pd.DataFrame:
     return predictions[predictions["predicted_component"] != "none"].sort_values(["ts", "device_id"])
 
 
-def false_alerts(profile: FleetProfile, day: date) -> int:
-    """Alerting predictions of `day` whose component does not fail within the horizon after them, by the simulator's truth."""
+@dataclass(frozen=True)
+class NightAlarms:
+    """A night's alerting rows, the alarms they raise (one per device and component) and the false ones."""
+
+    alerts: int
+    alarms: int
+    false_alarms: int
+    devices: int
+
+
+def judge_alarms(alerts: pd.DataFrame, schedule: pd.DataFrame, horizon: timedelta) -> pd.DataFrame:
+    """One row per alerted device and component, `false` when none of its alerts found a fault, by the simulator's truth.
+
+    A technician sent on an alert finds a fault while the component wears towards a failure (from its build-up, or
+    the horizon before the failure, until the failure or the maintenance that averted it) or while the device is down
+    after a failure: an early catch is no false alarm.
+    """
+    alarms = alerts[["device_id", "predicted_component"]].drop_duplicates()
+    j = alerts.merge(schedule, on="device_id", how="inner")
+    wearing = ((j["component"] == j["predicted_component"])
+               & (j["ts"] >= j["buildup_start"].clip(upper=j["failure_time"] - horizon))
+               & (j["ts"] < j["failure_time"].where(~j["averted"], j["end_time"])))
+    down = ~j["averted"] & (j["ts"] >= j["failure_time"]) & (j["ts"] < j["end_time"])
+    hit = j.loc[wearing | down, ["device_id", "predicted_component"]].drop_duplicates().assign(found=True)
+    judged = alarms.merge(hit, on=["device_id", "predicted_component"], how="left")
+    return judged.assign(false=judged["found"].isna()).drop(columns="found").reset_index(drop=True)
+
+
+def night_alarms(profile: FleetProfile, day: date) -> NightAlarms:
+    """The night's alarms judged against the simulator's truth, and the devices scored that night."""
+    file = Lake(get_settings().lake).partition_file(profile.name, "predictions", day)
+    devices = pd.read_parquet(file, columns=["device_id"])["device_id"].nunique() if file.is_file() else 0
     alerts = _day_alerts(profile, day)
-    failures = truth(profile).rename(columns={"component": "predicted_component"})
-    joined = alerts.merge(failures, on=["device_id", "predicted_component"], how="left")
-    ahead = (joined["failure_time"] >= joined["ts"]) & (joined["failure_time"] < joined["ts"] + profile.target.horizon)
-    return int(len(alerts) - joined.loc[ahead, "prediction_id"].nunique())
+    judged = judge_alarms(alerts, simulator_for(profile).failure_schedule(), profile.target.horizon)
+    return NightAlarms(len(alerts), len(judged), int(judged["false"].sum()), devices)
 
 
 def technician_feedback(profile: FleetProfile, day: date, per_night: int = PER_NIGHT) -> int:

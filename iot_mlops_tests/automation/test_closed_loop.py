@@ -54,7 +54,8 @@ def test_drift_triggers_one_retraining_and_the_gate_decides(small_heaters: Path)
     assert len(drifted) == DRIFT_DAYS and all(shares[d] >= policy_high for d in drifted)
 
     # Every night's alerts are checked against the simulator's truth: the false ones are counted, the rest preceded a failure.
-    assert all(n.false_alerts is not None and 0 <= n.false_alerts <= n.alerts for n in summary.nights)
+    assert all(n.false_alarms is not None and 0 <= n.false_alarms <= n.alarms <= n.alerts for n in summary.nights + summary.held_out)
+    assert summary.held_out and all(n.devices > 0 for n in summary.nights + summary.held_out)
 
     # Exactly one retraining run was requested, by the drift sensor, on the K-th drifted night.
     requested = [(night.day, tick) for night in summary.nights for tick in night.ticks if tick.action == "requested"]
