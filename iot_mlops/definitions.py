@@ -35,8 +35,7 @@ from iot_mlops.profiles import FleetProfile, load_profiles
 from iot_mlops.registry.assets import gate_assets
 from iot_mlops.registry.jobs import rollback_model
 from iot_mlops.registry.resource import RegistryResource
-from iot_mlops.scaling import distributed_jobs
-from iot_mlops.settings import get_settings
+from iot_mlops.settings import CelerySettings, get_settings
 from iot_mlops.training.assets import training_assets
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -61,7 +60,7 @@ def fleet_definitions(profile: FleetProfile, profile_dir: Path) -> dg.Definition
     profile = resolve_start(profile, profile_dir)
     return dg.Definitions(
         assets=fleet_assets(profile, profile_dir),
-        jobs=[*fleet_jobs(profile), *distributed_jobs(profile)],
+        jobs=fleet_jobs(profile),
         schedules=[nightly_schedule(profile, daily_partitions(profile, profile_dir))],
         sensors=retraining_sensors(profile),
     )
@@ -72,11 +71,20 @@ def resources() -> dict:
     return {"lake": LakeResource.from_settings(), "registry": RegistryResource.from_settings(), "store": StoreResource.from_settings()}
 
 
+def executor() -> dg.ExecutorDefinition | None:
+    """With IOT_MLOPS_EXECUTOR=celery, dagster-celery's executor (steps on the workers); else Dagster's default."""
+    if get_settings().executor != "celery":
+        return None
+    from dagster_celery import celery_executor
+
+    return celery_executor.configured(CelerySettings().executor_config(), name="iot_mlops_celery")
+
+
 def build_definitions() -> dg.Definitions:
-    """Definitions of all fleets in the profiles folder, with resources from settings."""
+    """Definitions of all fleets in the profiles folder, with resources and executor from settings."""
     profile_dir = get_settings().profiles_dir.resolve()
     fleets = [fleet_definitions(p, profile_dir) for p in load_profiles(profile_dir).values()]
-    return dg.Definitions.merge(*fleets, dg.Definitions(jobs=[rollback_model], resources=resources()))
+    return dg.Definitions.merge(*fleets, dg.Definitions(jobs=[rollback_model], resources=resources(), executor=executor()))
 
 
 defs = build_definitions()

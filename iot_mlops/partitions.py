@@ -18,6 +18,12 @@ from iot_mlops.settings import get_settings
 log = logging.getLogger(__name__)
 
 
+def backfill_policy() -> dg.BackfillPolicy:
+    """The daily assets' backfill policy: runs of IOT_MLOPS_BACKFILL_PARTITIONS_PER_RUN days, else one run."""
+    per_run = get_settings().backfill_partitions_per_run
+    return dg.BackfillPolicy.multi_run(per_run) if per_run else dg.BackfillPolicy.single_run()
+
+
 def future_limit(profile: FleetProfile, now: datetime | None = None) -> datetime:
     """The latest believable reading time (naive UTC): now + the profile's max_future."""
     now = now or datetime.now(UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,10 @@ class Settings(BaseSettings):
     retraining_search_iterations: int | None = Field(None, ge=1)
     retraining_search_folds: int | None = Field(None, ge=2)
     mlflow_ui_url: str = "http://127.0.0.1:5000"  # where `mlflow ui` serves; metadata links to run pages there
+    # Days per run of a backfill of the daily assets (BackfillPolicy.multi_run); unset: the whole range in one run.
+    backfill_partitions_per_run: int | None = Field(None, ge=1)
+    # The code location's default executor: celery sends every step to the workers (CelerySettings).
+    executor: Literal["multiprocess", "celery"] = "multiprocess"
 
     @property
     def sensors_running_fleets(self) -> set[str]:
@@ -51,6 +56,22 @@ class Settings(BaseSettings):
     @property
     def artifacts(self) -> Path:
         return (self.mlflow_artifacts_dir or self.data_dir / "mlflow" / "artifacts").resolve()
+
+
+class CelerySettings(BaseSettings):
+    """Broker, result backend and queue of the celery executor and of its workers (prefix IOT_MLOPS_CELERY_)."""
+
+    model_config = SettingsConfigDict(env_prefix="IOT_MLOPS_CELERY_", extra="ignore", frozen=True)
+
+    broker: str = "pyamqp://guest:guest@127.0.0.1:5672//"
+    backend: str = "rpc://"
+    queue: str = "dagster"
+    result_expires: int = 300  # a run polls its reply queue every second; celery's default keeps it a day
+
+    def executor_config(self) -> dict:
+        """The config of dagster-celery's executor."""
+        return {"broker": self.broker, "backend": self.backend,
+                "config_source": {"task_default_queue": self.queue, "result_expires": self.result_expires}}
 
 
 def get_settings() -> Settings:

@@ -47,3 +47,33 @@ def test_format_duration_writes_what_a_profile_would():
     for text, expected in cases.items():
         assert format_duration(parse_duration(text)) == expected
     assert format_duration(timedelta(seconds=1.5)) == "1.5s"
+
+
+def test_deployment_settings_choose_backfill_runs_and_the_celery_executor(monkeypatch):
+    from iot_mlops.definitions import build_definitions
+
+    default = build_definitions()
+    assert default.executor is None  # Dagster's default: no broker for the demo and the tests
+    graph = default.resolve_asset_graph()
+    assert graph.get(dg.AssetKey(["water_heaters", "telemetry"])).backfill_policy == dg.BackfillPolicy.single_run()
+
+    monkeypatch.setenv("IOT_MLOPS_EXECUTOR", "celery")
+    monkeypatch.setenv("IOT_MLOPS_BACKFILL_PARTITIONS_PER_RUN", "7")
+    defs = build_definitions()
+    assert defs.executor.name == "iot_mlops_celery"
+    # broker and queue reach the workers: iot_mlops_tests/deploy/test_celery.py runs on a queue of its own
+    graph = defs.resolve_asset_graph()
+    daily = [graph.get(k) for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None]
+    assert daily and {n.backfill_policy for n in daily} == {dg.BackfillPolicy.multi_run(7)}
+    assert defs.resolve_job_def("water_heaters_retraining").executor_def is dg.in_process_executor
+
+
+def test_device_baselines_make_features_depend_on_the_days_they_read():
+    from iot_mlops.definitions import build_definitions
+
+    graph = build_definitions().resolve_asset_graph()
+    relative, plain = dg.AssetKey(["water_heaters", "features"]), dg.AssetKey(["azure_pdm", "features"])
+    assert relative in graph.get(relative).parent_keys and plain not in graph.get(plain).parent_keys
+    mapping = graph.get_partition_mapping(relative, relative)
+    # baseline 7d + gap 24h + a step of 1h reach into 9 earlier days; the day itself is not among them
+    assert (mapping.start_offset, mapping.end_offset) == (-9, -1)

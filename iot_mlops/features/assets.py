@@ -1,6 +1,7 @@
 """Dagster asset of one fleet's features[day], computed in DuckDB from the lake."""
 
-
+import math
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -8,7 +9,7 @@ import dagster as dg
 from iot_mlops.features.compute import compute_features, lookback_days
 from iot_mlops.features.online import TABLE as ONLINE_TABLE
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.partitions import backfill_policy, daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
 
@@ -37,11 +38,12 @@ def features_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsD
         owners=profile.owners,
         kinds={"duckdb", "parquet"},
         partitions_def=daily_partitions(profile, profile_dir),
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy(),
         deps=[
             dg.AssetDep(dg.AssetKey([fleet, "telemetry"]), partition_mapping=reach),
             dg.AssetDep(dg.AssetKey([fleet, "events"]), partition_mapping=reach),
             dg.AssetKey([fleet, "devices"]),
+            *_earlier_days(key, spec.baseline_reach),
         ],
         check_specs=[dg.AssetCheckSpec(UNIQUE, asset=key, description="No two feature rows share device and time.")],
     )
@@ -71,6 +73,16 @@ def features_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsD
         return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
     return [features]
+
+
+def _earlier_days(key: dg.AssetKey, reach: timedelta) -> list[dg.AssetDep]:
+    """Device baselines read the stored features of earlier days: a dependency on itself, so a backfill's runs of
+    later days wait for those of earlier days (Dagster's backfill daemon requests one run of a self-dependent asset
+    at a time, of at most max_partitions_per_run days, and only once the days it reads are materialized)."""
+    if not reach:
+        return []
+    mapping = dg.TimeWindowPartitionMapping(start_offset=-math.ceil(reach / timedelta(days=1)), end_offset=-1)
+    return [dg.AssetDep(key, partition_mapping=mapping)]
 
 
 def _relative(profile: FleetProfile) -> str:

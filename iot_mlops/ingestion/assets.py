@@ -9,7 +9,7 @@ import dagster as dg
 from iot_mlops.ingestion.ingest import ingest_devices, ingest_events, ingest_telemetry
 from iot_mlops.ingestion.staging import IngestReport
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.partitions import daily_partitions, partition_days, resolve_start
+from iot_mlops.partitions import backfill_policy, daily_partitions, partition_days, resolve_start
 from iot_mlops.profiles import FleetProfile, source_folder
 from iot_mlops.sources.landing import ensure_days, ensure_devices
 from iot_mlops.profiles.schema_types import format_duration
@@ -87,7 +87,7 @@ def ingestion_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Assets
             "Rows failing a profile rule go to the day's quarantine.parquet with their reason, published together with its valid rows."
         ),
         partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy(),
         deps=[devices_key],
         check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset=telemetry_key, description="Rows read = valid + quarantined.")],
         **common,
@@ -110,7 +110,7 @@ def ingestion_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Assets
             "The first partition also carries the history from before it."
         ),
         partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy(),
         deps=[devices_key],
         check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset=events_key, description="Rows read = valid + quarantined.")],
         **common,

@@ -10,7 +10,7 @@ from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring import feedback as fbs
 from iot_mlops.monitoring import performance as perf
 from iot_mlops.monitoring.resource import StoreResource
-from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.partitions import backfill_policy, daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
 
@@ -24,12 +24,12 @@ def monitoring_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Asset
     fleet = profile.name
     partitions = daily_partitions(profile, profile_dir)
     key = lambda name: dg.AssetKey([fleet, name])  # noqa: E731
-    # Single-run backfills like the other daily assets; a range run's headline metadata is its last day's.
-    single_run = dg.BackfillPolicy.single_run()
+    # Range runs like the other daily assets; a range run's headline metadata is its last day's.
+    policy = backfill_policy()
 
     @dg.asset(
         key=key(fbs.TABLE), group_name=fleet, owners=profile.owners, kinds={"duckdb", "parquet"}, partitions_def=partitions,
-        backfill_policy=single_run, deps=[key("predictions"), key("features"), key("devices")],
+        backfill_policy=policy, deps=[key("predictions"), key("features"), key("devices")],
         description=(
             "Feedback received on the day (and everything up to it): counts by type, mean rating, false-positive rate "
             "among alerts by device model and predicted component, devices with repeated false positives, and the "
@@ -61,7 +61,7 @@ def monitoring_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Asset
 
     @dg.asset(
         key=key(perf.TABLE), group_name=fleet, owners=profile.owners, kinds={"duckdb", "parquet"}, partitions_def=partitions,
-        backfill_policy=single_run, deps=[key("predictions"), key("events")],
+        backfill_policy=policy, deps=[key("predictions"), key("events")],
         description=(
             f"Live performance per model version over matured predictions only (horizon {format_duration(profile.target.horizon)} passed and "
             "covered by ingested events): row-level precision and recall per component and overall, event-level recall, "

@@ -14,7 +14,7 @@ from iot_mlops.monitoring.quality import (
     CHECKS, ERROR, OK, TABLE, WARN, QualityResult, check_partition, worst,
 )
 from iot_mlops.monitoring.quality_store import stored_results, write_quality
-from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.partitions import backfill_policy, daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
 
@@ -134,7 +134,7 @@ def quality_assets(profile: FleetProfile, profile_dir: Path) -> list:
         owners=profile.owners,
         kinds={"duckdb", "parquet"},
         partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy(),
         deps=[telemetry_key, dg.AssetKey([fleet, "devices"])],
     )
     def data_quality(context: dg.AssetExecutionContext, lake: LakeResource):

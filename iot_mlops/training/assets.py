@@ -9,7 +9,7 @@ from pydantic import Field
 
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.reference import write_reference_profile
-from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.partitions import backfill_policy, daily_partitions, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import artifact_file_url, run_page_url
 from iot_mlops.registry.resource import RegistryResource
@@ -70,7 +70,7 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
 
     @dg.asset(
         key=key("labels"), kinds={"duckdb", "parquet"}, partitions_def=daily_partitions(profile, profile_dir),
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy(),
         description=(
             f"Per feature row: which component fails within {format_duration(profile.target.horizon)} ({', '.join(profile.components)}). "
             "Rows whose horizon reaches past the ingested events have NULL labels and label_complete = false; "

@@ -1,7 +1,9 @@
-"""Backfills run their steps on two dagster-celery workers over the local RabbitMQ, with results equal to one process."""
+"""A backfill launched as the UI does, run by the Dagster daemon on two dagster-celery workers over the local RabbitMQ,
+equals one in-process run."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,27 +14,29 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
+import yaml
 from kombu import Connection
 
-from iot_mlops.scaling import (
-    CelerySettings,
-    live_workers,
-    main,
-    partition_ranges,
-    step_workers,
-    worker_command,
-)
+from iot_mlops.celery_worker import app as worker_app
+from iot_mlops.settings import CelerySettings
 from iot_mlops_tests.fleet import RANGE_END, RANGE_START, START, Fleet, stamp
 
 ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
 DAYS = [START + timedelta(days=i) for i in range(30)]
-PER_RUN = 10  # 3 feature runs over 2 workers; `--per-run 1` would make 30
+PER_RUN = 15  # 2+ runs per asset; rel's second feature run waits for a daemon tick (every 30 s) after its first
 BROKER = ("127.0.0.1", 5672)
+BACKFILL_TAG = "dagster/backfill"
+WORKER_METADATA = "Celery worker"  # what dagster-celery's engine event records for each step
+# The mutation the UI's "Materialize" dialog sends for a partition range of selected assets.
+LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 
 
 def _require_rabbitmq() -> None:
@@ -70,7 +74,7 @@ def _group_alive(pgid: int) -> bool:
 
 @dataclass
 class Deployment:
-    """Two workers, the shared Dagster home, code (profiles) and lake, and a queue of this module only."""
+    """Two workers and the daemon on a shared Dagster home, code (profiles) and lake, and a queue of this module only."""
 
     env: dict[str, str]
     home: Path
@@ -82,40 +86,70 @@ class Deployment:
     def settings(self) -> CelerySettings:
         return CelerySettings(queue=self.env["IOT_MLOPS_CELERY_QUEUE"])
 
-    def start(self, timeout: float = 90.0) -> None:
+    def spawn(self, name: str, command: list[str]) -> None:
+        with open(self.logs / f"{name}.log", "wb") as log:
+            self.procs.append(subprocess.Popen(command, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                               start_new_session=True))
+
+    def start(self) -> None:
+        """The workers, as the README starts them."""
         for name in self.names:
-            with open(self.logs / f"{name}.log", "wb") as log:
-                self.procs.append(subprocess.Popen(worker_command(name, self.settings.queue), env=self.env, cwd=ROOT,
-                                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            self.spawn(name, [str(BIN / "celery"), "-A", "iot_mlops.celery_worker", "worker", "-Q", self.settings.queue,
+                              "-n", f"{name}@%h", "-c", "1", "--prefetch-multiplier=1", "-l", "INFO",
+                              "--without-gossip", "--without-mingle"])
+
+    def wait_for_workers(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if len(live_workers(self.settings, timeout=1.0)) == len(self.names):
+            if len(self.live_workers()) == len(self.names):
                 return
             dead = [p.args for p in self.procs if p.poll() is not None]
-            assert not dead, f"a worker exited at start: {dead}\n{self.log_tails()}"
+            assert not dead, f"a process exited at start: {dead}\n{self.log_tails()}"
         pytest.fail(f"workers not consuming {self.settings.queue} after {timeout:.0f} s\n{self.log_tails()}")
 
-    def backfill(self, fleet: str, first: date, last: date, per_run: int, timeout: float = 150.0) -> tuple[int | str, str]:
-        """`python -m iot_mlops.scaling backfill` as a user runs it: (exit code, output)."""
-        log_file = self.logs / f"backfill-{uuid.uuid4().hex[:6]}.log"
-        with open(log_file, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "iot_mlops.scaling", "backfill", "--fleet", fleet, "--start", str(first),
-                 "--end", str(last), "--per-run", str(per_run), "--max-concurrent-runs", "2"],
-                env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                code: int | str = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                code = f"timeout after {timeout:.0f} s"
-            finally:
-                _kill_group(proc)  # its run processes and their fork server too
-        return code, log_file.read_text()
+    def live_workers(self) -> list[str]:
+        with worker_app.connection_for_write(self.settings.broker) as conn:
+            queues = worker_app.control.inspect(timeout=1.0, connection=conn).active_queues() or {}
+        return sorted(w for w, qs in queues.items() if any(q["name"] == self.settings.queue for q in qs))
+
+    def start_daemon(self) -> None:
+        self.spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-m", "iot_mlops.definitions"])
+
+    def launch_backfill(self, ranges: dict[dg.AssetKey, tuple[str, str] | None]) -> str:
+        """`launchPartitionBackfill` through Dagster's GraphQL CLI, as the UI sends it; the backfill's id."""
+        params = {"partitionsByAssets": [{"assetKey": {"path": k.path}, "partitions": span and {"range": dict(zip(("start", "end"), span, strict=True))}}
+                                         for k, span in ranges.items()]}
+        out = subprocess.run([str(BIN / "dagster-graphql"), "-m", "iot_mlops.definitions", "-t", LAUNCH,
+                              "-v", json.dumps({"params": params})], env=self.env, cwd=ROOT, capture_output=True,
+                             text=True, timeout=120, check=False)
+        line = next((x for x in out.stdout.splitlines() if x.startswith('{"data"')), None)
+        assert line, f"no GraphQL response\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+        result = json.loads(line)["data"]["launchPartitionBackfill"]
+        assert result["__typename"] == "LaunchBackfillSuccess", (result, out.stderr[-3000:])
+        return result["backfillId"]
+
+    def wait(self, backfill_id: str, partitions: dict[dg.AssetKey, int], timeout: float) -> list[dg.RunRecord]:
+        """The backfill's runs once every asset has its partitions and no run is in flight, or once a run failed.
+
+        (The daemon marks the backfill done only at its next tick, up to 30 s later.)"""
+        deadline = time.monotonic() + timeout
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            while time.monotonic() < deadline:
+                records = instance.get_run_records(dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}))
+                if any(r.dagster_run.is_failure_or_canceled for r in records):
+                    return records
+                if all(r.dagster_run.is_finished for r in records) and all(
+                        len(instance.get_materialized_partitions(key)) == n for key, n in partitions.items()):
+                    return records
+                assert all(p.poll() is None for p in self.procs), f"a process exited\n{self.log_tails()}"
+                time.sleep(1)
+        pytest.fail(f"backfill not done after {timeout:.0f} s\n{self.log_tails()}")
 
     def log_tails(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.logs.glob("w*.log")))
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.logs.glob("*.log")))
 
     def stop(self) -> None:
-        """Kill the workers' process groups (celery's main process and its pool child) and drop the queue."""
+        """Kill the process groups (daemon, workers and their children) and drop the queue."""
         for proc in self.procs:
             _kill_group(proc)
         with Connection(self.settings.broker) as conn:
@@ -124,48 +158,53 @@ class Deployment:
             channel.exchange_delete(self.settings.queue)
 
 
-def _fleet(root: Path, lake: Path, name: str, source: str) -> Fleet:
-    fleet = Fleet(root, lake, root / "landing")
+def _fleet(root: Path, name: str, relative: dict | None = None) -> Fleet:
+    fleet = Fleet(root, root / "lake", root / "landing")
     fleet.spec["name"] = name
-    fleet.spec["source"]["path"] = f"../{source}"
-    fleet.source = root / source
+    fleet.spec["partitions"]["end"] = DAYS[-1].isoformat()
+    if relative:
+        fleet.spec["features"]["relative"] = relative
     return fleet
+
+
+def _instance_yaml() -> str:
+    """The production instance's run queue and limits (deploy/dagster.yaml) on the default SQLite storage."""
+    deployed = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+    return yaml.safe_dump({k: deployed[k] for k in ("run_coordinator", "concurrency", "telemetry", "python_logs")})
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, Fleet, Fleet]]:
-    """Fleets `tiny` (30 clean days, events on run boundaries) and `broken` (day 2 lacks a column), and two workers."""
+    """Fleets `tiny` and `rel` (device baselines: features read earlier days) over 30 days, two workers, the daemon."""
     _require_rabbitmq()
     root = tmp_path_factory.mktemp("celery")
-    tiny, broken = _fleet(root, root / "lake", "tiny", "source"), _fleet(root, root / "lake", "broken", "source_broken")
-    tiny.spec["partitions"]["end"] = DAYS[-1].isoformat()
-    for fleet in (tiny, broken):
+    tiny, rel = _fleet(root, "tiny"), _fleet(root, "rel", {"baseline": "6h", "cohort": "model"})
+    for fleet in (tiny, rel):
         fleet.write_profile()
-    tiny.write_clean(DAYS)
-    for first, _ in partition_ranges(DAYS, PER_RUN)[1:]:  # windows and error counts reach across runs
+    tiny.write_clean(DAYS)  # both read the same source folder
+    for first in DAYS[PER_RUN::PER_RUN]:  # windows and error counts reach across runs
         before = first - timedelta(days=1)
         tiny.write_events(before, "error", [("d1", stamp(before, 22, 30), "E1"), ("d3", stamp(before, 23), "E2")])
         tiny.write_events(before, "maintenance", [("d2", stamp(before, 23, 30), "seal")])
-    broken.write_clean(DAYS[:4])
-    pd.read_csv(broken.path("telemetry", DAYS[1])).drop(columns="pressure").to_csv(broken.path("telemetry", DAYS[1]), index=False)
 
     home, logs = root / "dagster_home", root / "logs"
     home.mkdir()
     logs.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(_instance_yaml())
     token = uuid.uuid4().hex[:10]
     env = {**os.environ, "DAGSTER_HOME": str(home), "IOT_MLOPS_PROFILES_DIR": str(tiny.profile_dir),
            "IOT_MLOPS_DATA_DIR": str(root / "data"), "IOT_MLOPS_LAKE_DIR": str(root / "lake"),
            "IOT_MLOPS_LANDING_DIR": str(root / "landing"), "IOT_MLOPS_CELERY_QUEUE": f"iot_mlops_test_{token}",
+           "IOT_MLOPS_EXECUTOR": "celery", "IOT_MLOPS_BACKFILL_PARTITIONS_PER_RUN": str(PER_RUN),
            "PYTHONUNBUFFERED": "1"}
     # Node names are global on the broker, so they are unique per test run too.
     pool = Deployment(env, home, logs, (f"w1-{token}", f"w2-{token}"), [])
     try:
-        pool.start()
-        yield pool, tiny, broken
+        pool.start()  # the test waits for them once it has launched the backfill
+        yield pool, tiny, rel
     finally:
         pool.stop()
-    assert not any(_group_alive(p.pid) for p in pool.procs), "a worker process survived"
+    assert not any(_group_alive(p.pid) for p in pool.procs), "a process survived"
     with Connection(pool.settings.broker) as conn, pytest.raises(Exception, match="NOT_FOUND"):
         conn.channel().queue_declare(pool.settings.queue, passive=True)
 
@@ -175,71 +214,76 @@ def _features(lake: Path, fleet: str) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(f) for f in files]).sort_values(["device_id", "ts"]).reset_index(drop=True)
 
 
-def _runs(home: Path, fleet: str) -> list[dg.DagsterRun]:
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        return [r for r in instance.get_runs() if r.job_name == f"{fleet}_daily_distributed"]
+def _step_workers(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
+    """Which celery worker executed each step of a run, from dagster-celery's engine events."""
+    out = {}
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        data = record.dagster_event.engine_event_data if record.dagster_event else None
+        worker = data.metadata.get(WORKER_METADATA) if data else None
+        if worker is not None and record.step_key:
+            out[record.step_key] = worker.value.split("@")[0]
+    return out
 
 
-def test_backfill_of_30_days_runs_on_both_workers_and_equals_one_process(deployment, tmp_path):
-    pool, tiny, _ = deployment
+def _single_run(fleet: Fleet, lake: Path, days: list) -> Fleet:
+    reference = Fleet(fleet.root, lake, fleet.landing_root)
+    reference.spec = fleet.spec
+    keys = [dg.AssetKey([fleet.name, t]) for t in ("devices", "telemetry", "events", "features")]
+    result = dg.materialize(reference.assets(), selection=keys, resources=reference.resources(), instance=dg.DagsterInstance.ephemeral(),
+                            tags={RANGE_START: days[0].isoformat(), RANGE_END: days[-1].isoformat()})
+    assert result.success
+    return reference
+
+
+def test_ui_backfill_of_30_days_runs_on_both_workers_and_equals_one_process(deployment, tmp_path):
+    pool, tiny, rel = deployment
+    days = {tiny: DAYS, rel: DAYS}
+    ranges = {dg.AssetKey([f.name, t]): None if t == "devices" else (str(d[0]), str(d[-1]))
+              for f, d in days.items() for t in ("devices", "telemetry", "events", "features")}
     started = time.monotonic()
-    code, output = pool.backfill(tiny.name, DAYS[0], DAYS[-1], PER_RUN)
+    backfill_id = pool.launch_backfill(ranges)
+    pool.wait_for_workers()
+    pool.start_daemon()  # it takes the waiting backfill at its first tick
+    records = pool.wait(backfill_id, {k: len(days[f]) for f in days for k in ranges if k.path == [f.name, "features"]},
+                        timeout=300)
     seconds = time.monotonic() - started
-    assert code == 0, f"backfill failed\n{output[-5000:]}\n{pool.log_tails()}"
+    assert records and all(r.dagster_run.is_success for r in records), f"failed runs\n{pool.log_tails()}"
 
     with dg.DagsterInstance.from_config(str(pool.home)) as instance:
-        runs = _runs(pool.home, tiny.name)
-        assert runs and all(r.is_success for r in runs)
-        assert len(runs) == 1 + 2 * len(DAYS) // PER_RUN  # devices once; telemetry+events, then features, per 10 days
-        by_step: dict[str, set[str]] = {}
-        for run in runs:
-            for step, worker in step_workers(instance, run.run_id).items():
-                by_step.setdefault(step.split("__")[-1], set()).add(worker.split("@")[0])
-        assert by_step["features"] == set(pool.names), by_step
-        assert by_step["telemetry"] | by_step["events"] == set(pool.names), by_step
-        records = instance.fetch_materializations(dg.AssetKey([tiny.name, "features"]), limit=100).records
-        assert sorted(r.event_log_entry.dagster_event.partition for r in records) == [d.isoformat() for d in DAYS]
+        by_asset: dict[dg.AssetKey, list[dg.RunRecord]] = {}
+        workers: dict[str, set[str]] = {}
+        for record in records:
+            for key in record.dagster_run.asset_selection or ():
+                by_asset.setdefault(key, []).append(record)
+            for step, worker in _step_workers(instance, record.dagster_run.run_id).items():
+                workers.setdefault(step, set()).add(worker)
+        for fleet, fleet_days in days.items():  # multi_run(15): runs of at most 15 days, together covering the range
+            for table in ("telemetry", "events", "features"):
+                spans = sorted((date.fromisoformat(r.dagster_run.tags[RANGE_START]), date.fromisoformat(r.dagster_run.tags[RANGE_END]))
+                               for r in by_asset[dg.AssetKey([fleet.name, table])])
+                assert len(spans) > 1 and all((end - start).days < PER_RUN for start, end in spans), spans
+                assert [d for start, end in spans for d in fleet_days if start <= d <= end] == fleet_days, spans
+            done = instance.fetch_materializations(dg.AssetKey([fleet.name, "features"]), limit=100).records
+            assert sorted(r.event_log_entry.dagster_event.partition for r in done) == [d.isoformat() for d in fleet_days]
+        assert workers["tiny__features"] | workers["rel__features"] == set(pool.names), workers
+        assert workers["tiny__telemetry"] | workers["tiny__events"] == set(pool.names), workers
+        # rel's feature runs read the days before them: each starts after the one before it ended, in day order.
+        rel_runs = sorted(by_asset[dg.AssetKey(["rel", "features"])], key=lambda r: r.start_time)
+        starts = [r.dagster_run.tags[RANGE_START] for r in rel_runs]
+        assert len(starts) > 1 and starts == sorted(starts), starts
+        assert all(a.end_time <= b.start_time for a, b in pairwise(rel_runs))
 
-    reference = Fleet(tiny.root, tmp_path / "reference_lake", tiny.landing_root)
     started_single = time.monotonic()
-    result = dg.materialize(reference.assets(), resources=reference.resources(), instance=dg.DagsterInstance.ephemeral(),
-                            tags={RANGE_START: DAYS[0].isoformat(), RANGE_END: DAYS[-1].isoformat()})
+    references = {f.name: _single_run(f, tmp_path / "reference_lake", d) for f, d in days.items()}
     single_seconds = time.monotonic() - started_single
-    assert result.success
-    distributed, single = _features(tiny.lake_root, tiny.name), _features(reference.lake_root, tiny.name)
-    assert set(single["ts"].dt.date) == set(DAYS)
-    assert distributed["errors_e1_6h"].sum() > 0  # the boundary events reached the next run's first hours
-    pd.testing.assert_frame_equal(distributed, single)
-    online = [pd.read_parquet(f.file("online_features")).sort_values("device_id", ignore_index=True) for f in (tiny, reference)]
-    pd.testing.assert_frame_equal(*online)
-    print(f"\n{len(DAYS)} days: distributed backfill {seconds:.1f} s ({len(runs)} runs), one in-process run {single_seconds:.1f} s")
-
-
-def test_failed_stage_stops_the_backfill_with_the_failed_runs_named(deployment):
-    pool, _, broken = deployment
-    code, output = pool.backfill(broken.name, DAYS[0], DAYS[3], per_run=2)
-    assert code == 1, output[-3000:]
-    runs = _runs(pool.home, broken.name)
-    failed = [r for r in runs if not r.is_success]
-    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in failed] == [(str(DAYS[0]), str(DAYS[1]))]
-    assert f"1 run(s) failed: telemetry+events {DAYS[0]}...{DAYS[1]} (run {failed[0].run_id})" in output
-    assert all(dg.AssetKey([broken.name, "features"]) not in (r.asset_selection or ()) for r in runs)  # never started
-    assert not (broken.lake_root / broken.name / "features").exists()
-    # the other range of the same stage completed, and its partitions are in the lake
-    assert broken.file("telemetry", DAYS[2]).is_file() and not broken.file("telemetry", DAYS[1]).exists()
-
-
-def test_partition_ranges_cut_consecutive_days():
-    assert partition_ranges(DAYS, PER_RUN) == [(DAYS[0], DAYS[9]), (DAYS[10], DAYS[19]), (DAYS[20], DAYS[29])]
-    assert partition_ranges([*DAYS[5:7], *DAYS[:3]], 10) == [(DAYS[0], DAYS[2]), (DAYS[5], DAYS[6])]
-    assert partition_ranges(DAYS[:3], 1) == [(d, d) for d in DAYS[:3]]
-    with pytest.raises(ValueError, match="at least 1"):
-        partition_ranges(DAYS, 0)
-
-
-def test_backfill_without_workers_is_refused_with_a_clear_reason(monkeypatch):
-    _require_rabbitmq()
-    queue = f"iot_mlops_test_{uuid.uuid4().hex[:10]}"
-    monkeypatch.setenv("IOT_MLOPS_CELERY_QUEUE", queue)
-    with pytest.raises(SystemExit, match=f"no celery worker consumes queue '{queue}'"):
-        main(["backfill", "--fleet", "tiny", "--start", str(DAYS[0]), "--end", str(DAYS[1])])
+    for fleet, fleet_days in days.items():
+        distributed, single = _features(fleet.lake_root, fleet.name), _features(references[fleet.name].lake_root, fleet.name)
+        assert set(single["ts"].dt.date) == set(fleet_days)
+        pd.testing.assert_frame_equal(distributed, single)
+        online = [pd.read_parquet(f.file("online_features")).sort_values("device_id", ignore_index=True)
+                  for f in (fleet, references[fleet.name])]
+        pd.testing.assert_frame_equal(*online)
+    assert _features(tiny.lake_root, "tiny")["errors_e1_6h"].sum() > 0  # the boundary events reached the next run
+    assert (_features(rel.lake_root, "rel").filter(like="_z_").abs().sum() > 0).any()  # baselines reached back
+    print(f"\n{len(DAYS)} days of 2 fleets: backfill through the daemon {seconds:.1f} s ({len(records)} runs), "
+          f"in-process runs {single_seconds:.1f} s")
