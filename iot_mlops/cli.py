@@ -117,7 +117,8 @@ def evaluate(
         if fleet not in profiles:
             raise ProfileError(f"no fleet {fleet!r} in {settings.profiles_dir} (fleets: {', '.join(sorted(profiles))})")
         profile = profiles[fleet]
-        config = ModelConfig(algorithm=algorithm or profile.training.algorithm, search_iterations=search_iterations)
+        config = ModelConfig(algorithm=algorithm or profile.training.algorithm, scaling=profile.training.scaling,
+                             search_iterations=search_iterations)
         result = evaluate_reference(profile, settings.profiles_dir.resolve(), Lake(settings.lake), settings.landing, config,
                                     progress=lambda line: typer.echo(line, err=True))
     except (ProfileError, SourceError, DatasetError, TrainingDataError, OSError) as error:

@@ -235,7 +235,9 @@ def event_sql(profile: FleetProfile) -> tuple[str, list[str], list[str], list[st
     joins = ["LEFT JOIN es s ON s.__r = r.__rs", *(["LEFT JOIN es p ON p.__r = r.__rp"] if codes else [])]
     label = window_label(spec.error_window)
     columns = [f"coalesce(s.c{j}, 0) - coalesce(p.c{j}, 0) AS {ident(f'errors_{code.lower()}_{label}')}" for j, code in enumerate(codes)]
-    columns += [f"{_round(hours(f's.l{i}', 'r.t'))} AS {ident(name)}" for i, (_, _, name) in enumerate(_tracked(profile))]
+    cap = spec.since_cap
+    since = (lambda h: h) if cap is None else (lambda h: f"least(coalesce({h}, {cap / timedelta(hours=1)!r}), {cap / timedelta(hours=1)!r})")
+    columns += [f"{since(_round(hours(f's.l{i}', 'r.t')))} AS {ident(name)}" for i, (_, _, name) in enumerate(_tracked(profile))]
     return marks, windows, joins, columns
 
 

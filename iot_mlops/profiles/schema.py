@@ -160,6 +160,9 @@ class FeatureSpec(StrictModel):
     error_window: Duration = timedelta(hours=24)
     max_age: Duration = timedelta(hours=6)  # online features older than this are stale
     relative: RelativeSpec | None = None  # device-relative features; off when absent
+    # Time-since counters saturate here, and an event not seen in the lake reads as the cap: a counter that keeps
+    # growing past the training window is read by a model beyond anything it saw.
+    since_cap: Duration | None = None
 
     @model_validator(mode="after")
     def _windows(self) -> FeatureSpec:
@@ -226,6 +229,9 @@ class TrainingSpec(StrictModel):
     min_test_days: int = Field(7, ge=1)
     healthy_margin: Duration = timedelta(hours=72)  # anomaly model: this far from any failure is healthy
     algorithm: Literal["gradient_boosting", "random_forest", "logistic_regression"] = "gradient_boosting"
+    # How logistic regression reads each feature: a z-score (standard), or through its training quantiles (quantile),
+    # where nothing beyond the training range weighs more than the most extreme value seen.
+    scaling: Literal["standard", "quantile"] = "standard"
     # The fleet's alert budget. Each component's threshold: the most failures caught on validation within this many
     # false alarms per device-month (runs of alerts with no failure of the component a horizon later); unset: the best
     # F-beta. The champion gate promotes no model above it (unless it cuts the champion's own excess).

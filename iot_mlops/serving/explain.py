@@ -2,7 +2,7 @@
 
 Every method is an exact additive decomposition of this one prediction: base + sum(contributions) equals the
 model's own raw output, so the numbers add up to what was served.
-- Logistic regression: coef * standardized value on the log-odds (the model is linear there; this is exact,
+- Logistic regression: coef * scaled value on the log-odds (the model is linear there; this is exact,
   and the same as its Shapley values with the training mean as the baseline).
 - Gradient-boosted trees, random forests, isolation forests: path attribution (Saabas): along the path of the
   row through each tree, each split's feature is credited with the change in the node's expected output

@@ -139,7 +139,7 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
         dataset = load_dataset_report(lake.lake(), fleet)
         frame = pd.read_parquet(dataset.path)
         algorithm = config.algorithm or profile.training.algorithm
-        model_config = ModelConfig(algorithm=algorithm, search_iterations=config.search_iterations,
+        model_config = ModelConfig(algorithm=algorithm, scaling=profile.training.scaling, search_iterations=config.search_iterations,
                                    search_folds=config.search_folds, threshold_beta=config.threshold_beta)
         result = train_failure_model(frame, profile, failures_frame(lake, fleet), model_config)
         logged = log_failure_model(registry.registry(), profile, result, frame, dataset, algorithm, trigger(context))

@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import FixedThresholdClassifier, ParameterSampler
 from sklearn.multioutput import MultiOutputClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardScaler
 
 Algorithm = Literal["gradient_boosting", "random_forest", "logistic_regression"]
 
@@ -47,24 +47,27 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     algorithm: Algorithm = "gradient_boosting"
+    scaling: Literal["standard", "quantile"] = Field("standard", description="Logistic regression's input scaling.")
     search_iterations: int = Field(3, ge=1, description="Candidates tried (the defaults, then random draws).")
     search_folds: int = Field(3, ge=1, description="Time-ordered folds; the last is the validation part.")
     threshold_beta: float = Field(1.0, gt=0, description="F-beta on validation picks each threshold (>1 favours recall).")
     random_state: int = 42
 
 
-def base_estimator(algorithm: Algorithm, random_state: int):
+def base_estimator(algorithm: Algorithm, random_state: int, scaling: str = "standard"):
     """One component's classifier, with class imbalance handled by class weights."""
     if algorithm == "gradient_boosting":
         return HistGradientBoostingClassifier(class_weight="balanced", random_state=random_state)
     if algorithm == "random_forest":
         return make_pipeline(SimpleImputer(), RandomForestClassifier(class_weight="balanced", n_jobs=-1, random_state=random_state))
-    return make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
+    scale = (QuantileTransformer(output_distribution="normal", n_quantiles=200, random_state=random_state)
+             if scaling == "quantile" else StandardScaler())
+    return make_pipeline(SimpleImputer(), scale, LogisticRegression(class_weight="balanced", max_iter=2000))
 
 
 def build_pipeline(config: ModelConfig, categorical: list[str], params: dict | None = None) -> Pipeline:
     """One-hot encoding of categorical attributes, then one classifier per component."""
-    base = base_estimator(config.algorithm, config.random_state)
+    base = base_estimator(config.algorithm, config.random_state, config.scaling)
     if params:
         base.set_params(**params)
     prep = ColumnTransformer(
