@@ -1,9 +1,12 @@
-"""Daily partitions of each fleet, from its profile (and, for `start: auto` or `end: auto`, from its data)."""
+"""Daily partitions of each fleet, from its profile (and, for `start: auto` or `end: auto`, from its data),
+and the FleetContext every factory of a fleet gets."""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -110,3 +113,28 @@ def partition_days(context: dg.AssetExecutionContext) -> list[date]:
     window = context.partition_time_window
     first, last = window.start.date(), window.end.date()
     return [first + timedelta(days=i) for i in range((last - first).days)]
+
+
+@dataclass(frozen=True)
+class FleetContext:
+    """One fleet as its factories see it: the profile (start resolved), its folder, partitions built once."""
+
+    profile: FleetProfile
+    profile_dir: Path
+    partitions: dg.DailyPartitionsDefinition
+
+    @classmethod
+    def of(cls, profile: FleetProfile, profile_dir: Path) -> FleetContext:
+        """Resolve `start: auto` and scan for `end: auto` once, so every asset of the fleet agrees on its days."""
+        profile = resolve_start(profile, profile_dir)
+        return cls(profile, profile_dir, daily_partitions(profile, profile_dir))
+
+    @property
+    def fleet(self) -> str:
+        return self.profile.name
+
+    def key(self, name: str) -> dg.AssetKey:
+        return dg.AssetKey([self.profile.name, name])
+
+    def keys(self, names: Iterable[str]) -> list[dg.AssetKey]:
+        return [self.key(name) for name in names]
