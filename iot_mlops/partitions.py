@@ -84,14 +84,6 @@ def partition_start(profile: FleetProfile, profile_dir: Path) -> date:
     return span[0]
 
 
-def resolve_start(profile: FleetProfile, profile_dir: Path) -> FleetProfile:
-    """The profile with `partitions.start` a date: resolved once, so every asset of a fleet agrees on it."""
-    if isinstance(profile.partitions.start, date):
-        return profile
-    start = partition_start(profile, profile_dir)
-    return profile.model_copy(update={"partitions": profile.partitions.model_copy(update={"start": start})})
-
-
 def daily_partitions(profile: FleetProfile, profile_dir: Path) -> dg.DailyPartitionsDefinition:
     """Daily UTC partitions from the profile's start; `end: auto` stops at the data's last day, an open end at today."""
     first = partition_start(profile, profile_dir)
@@ -126,7 +118,9 @@ class FleetContext:
     @classmethod
     def of(cls, profile: FleetProfile, profile_dir: Path) -> FleetContext:
         """Resolve `start: auto` and scan for `end: auto` once, so every asset of the fleet agrees on its days."""
-        profile = resolve_start(profile, profile_dir)
+        if not isinstance(profile.partitions.start, date):
+            start = partition_start(profile, profile_dir)
+            profile = profile.model_copy(update={"partitions": profile.partitions.model_copy(update={"start": start})})
         return cls(profile, profile_dir, daily_partitions(profile, profile_dir))
 
     @property

@@ -8,10 +8,8 @@ from iot_mlops.names import DAILY, RETRAINING, TRAINING, daily_job, retraining_j
 from iot_mlops.partitions import FleetContext
 from iot_mlops.profiles import FleetProfile
 
-__all__ = ["DAILY", "asset_keys", "fleet_jobs"]
-
-
 def asset_keys(profile: FleetProfile, names: tuple[str, ...]) -> list[dg.AssetKey]:
+    """Keys of a fleet's assets, for callers without a FleetContext."""
     return [dg.AssetKey([profile.name, name]) for name in names]
 
 

@@ -12,32 +12,10 @@ from pydantic import Field
 
 from iot_mlops.lake import Lake
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.monitoring.drift import (
-    TABLE,
-    DriftResult,
-    compute_drift,
-    day_relation,
-    strength,
-    write_drift_report,
-)
-from iot_mlops.monitoring.evidently_report import (
-    REPORT_FILE,
-    EvidentlyResult,
-    day_sample,
-    run_evidently,
-    save_report,
-    shown_columns,
-)
-from iot_mlops.monitoring.reference import (
-    ReferenceProfile,
-    load_reference_profile,
-    load_reference_sample,
-)
-from iot_mlops.monitoring.verdicts import (
-    VerdictComparison,
-    compare_verdicts,
-    explanation,
-)
+from iot_mlops.monitoring.drift import TABLE, DriftResult, compute_drift, day_relation, strength, write_drift_report
+from iot_mlops.monitoring.evidently_report import REPORT_FILE, EvidentlyResult, day_sample, run_evidently, save_report, shown_columns
+from iot_mlops.monitoring.reference import ReferenceProfile, load_reference_profile, load_reference_sample
+from iot_mlops.monitoring.verdicts import VerdictComparison, compare_verdicts, explanation
 from iot_mlops.monitoring.sensor_features import drift_overrides
 from iot_mlops.partitions import FleetContext, partition_days
 from iot_mlops.profiles import FleetProfile
