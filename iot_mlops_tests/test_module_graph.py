@@ -171,7 +171,7 @@ def third_party_imports() -> list[str]:
 
 def test_every_module_imports_alone_in_a_fresh_interpreter(tmp_path):
     env = {**os.environ, "IOT_MLOPS_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    job = json.dumps([sorted(set(module_files()) - {ALEMBIC_SCRIPT}), third_party_imports(), max(2, os.cpu_count() or 2)])
+    job = json.dumps([sorted(set(module_files()) - {ALEMBIC_SCRIPT}), third_party_imports(), 2 * (os.cpu_count() or 1)])
     out = subprocess.run([sys.executable, "-c", FORK_EACH], check=False, input=job, capture_output=True, text=True, cwd=ROOT, env=env,
                          timeout=600)
     assert out.returncode == 0, out.stderr
