@@ -181,12 +181,12 @@ def build_azure(workdir: Path) -> Case:
     from iot_mlops.features import compute_features
     from iot_mlops.ingestion.ingest import ingest_devices, ingest_events, ingest_telemetry
     from iot_mlops.lake import Lake, connect
-    from iot_mlops.partitions import last_source_day, resolve_start
+    from iot_mlops.partitions import last_source_day
     from iot_mlops.profiles import load_profile, source_folder
     from iot_mlops.training.labels import compute_labels
 
     profile_path = PROFILES / "azure_pdm.yaml"
-    profile = resolve_start(load_profile(profile_path), PROFILES)
+    profile = load_profile(profile_path)  # its start is a fixed date
     fleet = profile.name
     folder = source_folder(profile, PROFILES, workdir / "landing")
     last = last_source_day(profile, folder)

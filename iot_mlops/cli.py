@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -11,11 +12,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from iot_mlops.automation.cli import decisions, retrain
+from iot_mlops.automation.cli import decisions, default_actor
 from iot_mlops.deploy.doctor import doctor
 from iot_mlops.ingestion.cli import ingest_app
 from iot_mlops.monitoring.cli import feedback_app
-from iot_mlops.registry.cli import models_app
+from iot_mlops.names import retraining_job
+from iot_mlops.registry.cli import _clean_errors, _decision_log, models_app
 from iot_mlops.serving.cli import keys_app, serve
 
 app = typer.Typer(help="Predictive-maintenance ML lifecycle for IoT fleets, on Dagster.", no_args_is_help=True)
@@ -30,7 +32,6 @@ app.add_typer(keys_app, name="keys")
 app.command()(serve)
 app.command()(doctor)
 app.command()(decisions)
-app.command()(retrain)
 
 
 @app.callback()
@@ -42,6 +43,45 @@ def _dagster_home() -> None:
         home = Path("data/dagster_home").resolve()
         home.mkdir(parents=True, exist_ok=True)
         os.environ["DAGSTER_HOME"] = str(home)
+
+
+@app.command()
+def retrain(
+    fleet: Annotated[str, typer.Option(help="Fleet to retrain.")],
+    reason: Annotated[str, typer.Option(help="Why; kept in the decision log and on the run.")],
+    actor: Annotated[Optional[str], typer.Option(help="Who; default cli:<login name>.")] = None,
+) -> None:
+    """Retrain a fleet's failure model now and gate it: the manual retraining job, logged with its reason."""
+    import dagster as dg
+
+    from iot_mlops.automation.retraining import gate_verdicts, manual_retraining
+    from iot_mlops.definitions import build_definitions
+
+    if not reason.strip():
+        typer.echo("error: give a reason for the retraining", err=True)
+        raise typer.Exit(2)
+    started = time.monotonic()
+
+    def progress(step: str, event: str, seconds: float) -> None:
+        label = {"STEP_START": "started", "STEP_SUCCESS": f"done in {seconds:.0f}s", "STEP_FAILURE": f"FAILED after {seconds:.0f}s"}
+        typer.echo(f"[{time.monotonic() - started:4.0f}s] {step.split('__', 1)[-1]}: {label.get(event, event)}")
+
+    with _clean_errors():
+        defs, instance = build_definitions(), dg.DagsterInstance.get()
+        suffix = retraining_job("")
+        fleets = sorted(j.name.removesuffix(suffix) for j in defs.resolve_all_job_defs() if j.name.endswith(suffix))
+        if fleet not in fleets:
+            typer.echo(f"error: no fleet {fleet!r}; fleets: {', '.join(fleets)}", err=True)
+            raise typer.Exit(2)
+        typer.echo(f"{fleet}: retraining (dataset, models, gate) on the instance at {instance.root_directory}")
+        result = manual_retraining(defs, fleet, reason, actor or default_actor(), instance, on_event=progress)
+        verdicts = gate_verdicts(_decision_log(), result.run_id)
+    status = "succeeded" if result.success else "failed"
+    typer.echo(f"{fleet}: retraining run {result.run_id} {status} in {time.monotonic() - started:.0f}s")
+    for line in verdicts:
+        typer.echo(f"gate: {line}")
+    if not result.success:
+        raise typer.Exit(1)
 
 
 @app.command()

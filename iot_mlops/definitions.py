@@ -15,7 +15,6 @@ For every `profiles/<fleet>.yaml`:
 """
 
 import warnings
-from pathlib import Path
 
 import dagster as dg
 
@@ -29,9 +28,9 @@ from iot_mlops.monitoring.drift_assets import drift_assets
 from iot_mlops.monitoring.feedback_assets import monitoring_assets
 from iot_mlops.monitoring.quality_assets import quality_assets
 from iot_mlops.monitoring.resource import StoreResource
-from iot_mlops.partitions import daily_partitions, resolve_start
+from iot_mlops.partitions import FleetContext
 from iot_mlops.predictions.assets import prediction_assets
-from iot_mlops.profiles import FleetProfile, load_profiles
+from iot_mlops.profiles import load_profiles
 from iot_mlops.registry.assets import gate_assets
 from iot_mlops.registry.jobs import rollback_model
 from iot_mlops.registry.resource import RegistryResource
@@ -40,29 +39,17 @@ from iot_mlops.training.assets import training_assets
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-
-def fleet_assets(profile: FleetProfile, profile_dir: Path) -> list:
-    """Every asset (and asset check) of one fleet."""
-    return [
-        *ingestion_assets(profile, profile_dir),
-        *quality_assets(profile, profile_dir),
-        *features_assets(profile, profile_dir),
-        *training_assets(profile, profile_dir),
-        *gate_assets(profile, profile_dir),
-        *prediction_assets(profile, profile_dir),
-        *drift_assets(profile, profile_dir),
-        *monitoring_assets(profile, profile_dir),
-    ]
+ASSET_FACTORIES = (ingestion_assets, quality_assets, features_assets, training_assets, gate_assets, prediction_assets,
+                   drift_assets, monitoring_assets)
 
 
-def fleet_definitions(profile: FleetProfile, profile_dir: Path) -> dg.Definitions:
-    """Assets, jobs, the nightly schedule and the retraining sensors of one fleet."""
-    profile = resolve_start(profile, profile_dir)
+def fleet_definitions(ctx: FleetContext) -> dg.Definitions:
+    """Assets, jobs, the nightly schedule and the retraining sensors of one fleet, all from the same context."""
     return dg.Definitions(
-        assets=fleet_assets(profile, profile_dir),
-        jobs=fleet_jobs(profile),
-        schedules=[nightly_schedule(profile, daily_partitions(profile, profile_dir))],
-        sensors=retraining_sensors(profile),
+        assets=[asset for factory in ASSET_FACTORIES for asset in factory(ctx)],
+        jobs=fleet_jobs(ctx),
+        schedules=[nightly_schedule(ctx)],
+        sensors=retraining_sensors(ctx),
     )
 
 
@@ -83,7 +70,7 @@ def executor() -> dg.ExecutorDefinition | None:
 def build_definitions() -> dg.Definitions:
     """Definitions of all fleets in the profiles folder, with resources and executor from settings."""
     profile_dir = get_settings().profiles_dir.resolve()
-    fleets = [fleet_definitions(p, profile_dir) for p in load_profiles(profile_dir).values()]
+    fleets = [fleet_definitions(FleetContext.of(p, profile_dir)) for p in load_profiles(profile_dir).values()]
     return dg.Definitions.merge(*fleets, dg.Definitions(jobs=[rollback_model], resources=resources(), executor=executor()))
 
 

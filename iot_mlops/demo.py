@@ -24,6 +24,7 @@ from iot_mlops.demo_feedback import NightAlarms, night_alarms, technician_feedba
 from iot_mlops.features.online import TABLE as ONLINE_TABLE
 from iot_mlops.lake import Lake
 from iot_mlops.monitoring.resource import StoreResource
+from iot_mlops.names import TRAINING, TRIGGER_TAG, daily_job, op_name, training_job
 from iot_mlops.profiles import FleetProfile, load_profiles, source_folder
 from iot_mlops.profiles.schema import DriftScenarios
 from iot_mlops.settings import get_settings
@@ -140,14 +141,14 @@ def daemon_log() -> Path:
 
 def daemon_env(fleet: str) -> dict[str, str]:
     """The demo's search budget for retraining runs the daemon starts, as `training_config` gives the first one."""
-    budget = training_config(fleet)["ops"][f"{fleet}__failure_model"]["config"]
+    budget = training_config(fleet)["ops"][op_name(fleet, "failure_model")]["config"]
     return {"IOT_MLOPS_RETRAINING_SEARCH_ITERATIONS": str(budget["search_iterations"]),
             "IOT_MLOPS_RETRAINING_SEARCH_FOLDS": str(budget["search_folds"])}
 
 
 def training_config(fleet: str) -> dict:
     """One hyperparameter candidate and two folds: the demo favours time over a search."""
-    return {"ops": {f"{fleet}__failure_model": {"config": {"search_iterations": 1, "search_folds": 2}}}}
+    return {"ops": {op_name(fleet, "failure_model"): {"config": {"search_iterations": 1, "search_folds": 2}}}}
 
 
 def run_demo(devices: int = 250, days: int = 21, end: date | None = None, fleet: str = "water_heaters", nights: int = 5,
@@ -169,7 +170,7 @@ def run_demo(devices: int = 250, days: int = 21, end: date | None = None, fleet:
     simulate(sim_profile, window, echo)
 
     defs = build_definitions()
-    daily, training = defs.resolve_job_def(f"{fleet}_daily"), defs.resolve_job_def(f"{fleet}_training")
+    daily, training = defs.resolve_job_def(daily_job(fleet)), defs.resolve_job_def(training_job(fleet))
     instance = dg.DagsterInstance.get()
     key = lambda name: dg.AssetKey([fleet, name])  # noqa: E731
     span = {"dagster/asset_partition_range_start": str(history[0]), "dagster/asset_partition_range_end": str(history[-1])}
@@ -182,8 +183,7 @@ def run_demo(devices: int = 250, days: int = 21, end: date | None = None, fleet:
         summary.run_ids.append(result.run_id)
         results.update({n: _metadata(result, key(n)) for n in names})
     result = _run(training, instance, "[3/5] first training: dataset, models, champion gate",
-                  [key(n) for n in ("training_dataset", "failure_model", "anomaly_model", "champion_gate")], echo,
-                  {"iot_mlops/trigger": "demo"}, training_config(fleet))
+                  [key(n) for n in TRAINING], echo, {TRIGGER_TAG: "demo"}, training_config(fleet))
     summary.run_ids.append(result.run_id)
     results.update({n: _metadata(result, key(n)) for n in ("failure_model", "champion_gate", "training_dataset")})
     _summarize_history(summary, results)

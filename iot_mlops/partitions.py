@@ -1,9 +1,12 @@
-"""Daily partitions of each fleet, from its profile (and, for `start: auto` or `end: auto`, from its data)."""
+"""Daily partitions of each fleet, from its profile (and, for `start: auto` or `end: auto`, from its data),
+and the FleetContext every factory of a fleet gets."""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -87,14 +90,6 @@ def partition_start(profile: FleetProfile, profile_dir: Path) -> date:
     return span[0]
 
 
-def resolve_start(profile: FleetProfile, profile_dir: Path) -> FleetProfile:
-    """The profile with `partitions.start` a date: resolved once, so every asset of a fleet agrees on it."""
-    if isinstance(profile.partitions.start, date):
-        return profile
-    start = partition_start(profile, profile_dir)
-    return profile.model_copy(update={"partitions": profile.partitions.model_copy(update={"start": start})})
-
-
 def daily_partitions(profile: FleetProfile, profile_dir: Path) -> dg.DailyPartitionsDefinition:
     """Daily UTC partitions from the profile's start; `end: auto` stops at the data's last day, an open end at today."""
     first = partition_start(profile, profile_dir)
@@ -116,3 +111,30 @@ def partition_days(context: dg.AssetExecutionContext) -> list[date]:
     window = context.partition_time_window
     first, last = window.start.date(), window.end.date()
     return [first + timedelta(days=i) for i in range((last - first).days)]
+
+
+@dataclass(frozen=True)
+class FleetContext:
+    """One fleet as its factories see it: the profile (start resolved), its folder, partitions built once."""
+
+    profile: FleetProfile
+    profile_dir: Path
+    partitions: dg.DailyPartitionsDefinition
+
+    @classmethod
+    def of(cls, profile: FleetProfile, profile_dir: Path) -> FleetContext:
+        """Resolve `start: auto` and scan for `end: auto` once, so every asset of the fleet agrees on its days."""
+        if not isinstance(profile.partitions.start, date):
+            start = partition_start(profile, profile_dir)
+            profile = profile.model_copy(update={"partitions": profile.partitions.model_copy(update={"start": start})})
+        return cls(profile, profile_dir, daily_partitions(profile, profile_dir))
+
+    @property
+    def fleet(self) -> str:
+        return self.profile.name
+
+    def key(self, name: str) -> dg.AssetKey:
+        return dg.AssetKey([self.profile.name, name])
+
+    def keys(self, names: Iterable[str]) -> list[dg.AssetKey]:
+        return [self.key(name) for name in names]

@@ -16,6 +16,7 @@ from iot_mlops.features.assets import features_assets
 from iot_mlops.ingestion.assets import ingestion_assets
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.profiles import FleetProfile, load_profile, source_folder
+from iot_mlops.partitions import FleetContext
 from iot_mlops_tests.training import pipeline
 from iot_mlops_tests.fleet import PROFILES, RANGE_END, RANGE_START, Fleet
 
@@ -59,7 +60,7 @@ def azure_dir(azure_profile: FleetProfile) -> Path:
 
 @pytest.fixture(scope="session")
 def azure_assets(azure_profile: FleetProfile) -> list[dg.AssetsDefinition]:
-    return [*ingestion_assets(azure_profile, PROFILES), *features_assets(azure_profile, PROFILES)]
+    return [*ingestion_assets(FleetContext.of(azure_profile, PROFILES)), *features_assets(FleetContext.of(azure_profile, PROFILES))]
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from iot_mlops.features.assets import features_assets
 from iot_mlops.ingestion.assets import ingestion_assets
 from iot_mlops.lake import Lake
 from iot_mlops.lake.resource import LakeResource
+from iot_mlops.partitions import FleetContext
 from iot_mlops.profiles import FleetProfile, load_profile
 
 PROFILES = Path(__file__).resolve().parents[1] / "profiles"  # the shipped profiles
@@ -151,7 +152,7 @@ class Fleet:
 
     def assets(self) -> list[dg.AssetsDefinition]:
         profile = self.profile()
-        return [*ingestion_assets(profile, self.profile_dir), *features_assets(profile, self.profile_dir)]
+        return [*ingestion_assets(FleetContext.of(profile, self.profile_dir)), *features_assets(FleetContext.of(profile, self.profile_dir))]
 
     def resources(self) -> dict:
         return {"lake": LakeResource(root=str(self.lake_root), landing_root=str(self.landing_root))}

@@ -13,7 +13,7 @@ from iot_mlops.demo import simulated
 from iot_mlops.ingestion.assets import ingestion_assets
 from iot_mlops.lake import Lake
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.partitions import daily_partitions, last_source_day, partition_start, resolve_start
+from iot_mlops.partitions import FleetContext, daily_partitions, last_source_day, partition_start
 from iot_mlops.profiles import load_profile, source_folder
 from iot_mlops.settings import get_settings
 from iot_mlops.sources.landing import simulator_for
@@ -84,12 +84,13 @@ def test_auto_start_follows_the_simulated_data():
     for day in (first + timedelta(days=i) for i in range(3)):
         simulator_for(profile).write_landing(day, folder)
     assert partition_start(profile, PROFILES) == first
-    assert resolve_start(profile, PROFILES).partitions.start == first
-    defs = fleet_definitions(profile, PROFILES)
+    ctx = FleetContext.of(profile, PROFILES)
+    assert ctx.profile.partitions.start == first
+    defs = fleet_definitions(ctx)
     starts = {a.partitions_def.get_first_partition_key() for a in defs.assets if getattr(a, "partitions_def", None)}
     assert starts == {first.isoformat()}
     # Ingestion builds its SQL with the resolved date, never the word `auto`.
-    result = dg.materialize(ingestion_assets(profile, PROFILES), selection=[f"{profile.name}/devices"],
+    result = dg.materialize(ingestion_assets(ctx), selection=[f"{profile.name}/devices"],
                             resources={"lake": LakeResource.from_settings()}, instance=dg.DagsterInstance.ephemeral())
     assert result.success
     devices = pd.read_parquet(Lake(get_settings().lake).table_file(profile.name, "devices"))

@@ -1,10 +1,9 @@
-"""`iot-mlops decisions` and `iot-mlops retrain`: read the decision log, retrain by hand with a reason."""
+"""`iot-mlops decisions`: read the decision log; who runs `iot-mlops retrain`."""
 
 from __future__ import annotations
 
 import getpass
 import os
-import time
 from typing import Annotated, Optional
 
 import typer
@@ -42,39 +41,3 @@ def default_actor() -> str:
     except (KeyError, OSError):
         return f"cli:uid{os.getuid()}"
 
-
-def retrain(
-    fleet: Annotated[str, typer.Option(help="Fleet to retrain.")],
-    reason: Annotated[str, typer.Option(help="Why; kept in the decision log and on the run.")],
-    actor: Annotated[Optional[str], typer.Option(help="Who; default cli:<login name>.")] = None,
-) -> None:
-    """Retrain a fleet's failure model now and gate it: the manual retraining job, logged with its reason."""
-    import dagster as dg
-
-    from iot_mlops.automation.retraining import gate_verdicts, manual_retraining
-    from iot_mlops.definitions import build_definitions
-
-    if not reason.strip():
-        typer.echo("error: give a reason for the retraining", err=True)
-        raise typer.Exit(2)
-    started = time.monotonic()
-
-    def progress(step: str, event: str, seconds: float) -> None:
-        label = {"STEP_START": "started", "STEP_SUCCESS": f"done in {seconds:.0f}s", "STEP_FAILURE": f"FAILED after {seconds:.0f}s"}
-        typer.echo(f"[{time.monotonic() - started:4.0f}s] {step.split('__', 1)[-1]}: {label.get(event, event)}")
-
-    with _clean_errors():
-        defs, instance = build_definitions(), dg.DagsterInstance.get()
-        fleets = sorted(j.name.removesuffix("_retraining") for j in defs.resolve_all_job_defs() if j.name.endswith("_retraining"))
-        if fleet not in fleets:
-            typer.echo(f"error: no fleet {fleet!r}; fleets: {', '.join(fleets)}", err=True)
-            raise typer.Exit(2)
-        typer.echo(f"{fleet}: retraining (dataset, models, gate) on the instance at {instance.root_directory}")
-        result = manual_retraining(defs, fleet, reason, actor or default_actor(), instance, on_event=progress)
-        verdicts = gate_verdicts(_decision_log(), result.run_id)
-    status = "succeeded" if result.success else "failed"
-    typer.echo(f"{fleet}: retraining run {result.run_id} {status} in {time.monotonic() - started:.0f}s")
-    for line in verdicts:
-        typer.echo(f"gate: {line}")
-    if not result.success:
-        raise typer.Exit(1)

@@ -16,8 +16,8 @@ import yaml
 
 from iot_mlops.automation.replay import Tick
 from iot_mlops.automation.sensors import CONDITIONS
+from iot_mlops.names import DEFINITIONS_MODULE, REASON_TAG, sensor_name
 from iot_mlops.processes import stop_process_group
-from iot_mlops.training.assets import REASON_TAG
 
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 # workspace.yaml's name for the code location: ticks belong to a location's name, so the UI (which loads
@@ -30,7 +30,7 @@ class DaemonError(RuntimeError):
 
 
 def sensor_names(fleet: str) -> list[str]:
-    return [f"{fleet}_{name}" for name in CONDITIONS]
+    return [sensor_name(fleet, name) for name in CONDITIONS]
 
 
 def _executable() -> str:
@@ -62,7 +62,7 @@ def running_daemon(fleet: str, log_file: Path, interval_seconds: int = 1,
 
 def workspace_yaml(working_directory: Path) -> str:
     """This project's definitions as one code location named like workspace.yaml's."""
-    return yaml.safe_dump({"load_from": [{"python_module": {"module_name": "iot_mlops.definitions", "location_name": LOCATION_NAME,
+    return yaml.safe_dump({"load_from": [{"python_module": {"module_name": DEFINITIONS_MODULE, "location_name": LOCATION_NAME,
                                                              "working_directory": str(working_directory)}}]})
 
 

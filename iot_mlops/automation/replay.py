@@ -7,11 +7,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import dagster as dg
 
-from iot_mlops.automation.retraining import retraining_job_name
 from iot_mlops.automation.sensors import CONDITIONS
+from iot_mlops.names import REASON_TAG, SCHEDULE_TAG, daily_job, nightly_schedule_name, retraining_job, sensor_name
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-SCHEDULE_TAG = "dagster/schedule_name"  # the tag Dagster's scheduler puts on its runs; the schedule's page lists them
 
 
 @dataclass(frozen=True)
@@ -30,12 +29,12 @@ def run_night(defs: dg.Definitions, instance: dg.DagsterInstance, fleet: str, ni
               run_config: dict | None = None) -> list[dg.ExecuteInProcessResult]:
     """Execute the nightly schedule's run requests for the night after `night_of` (so `night_of` is 'yesterday'),
     tagged as the schedule's runs."""
-    schedule = defs.resolve_schedule_def(f"{fleet}_nightly")
+    schedule = defs.resolve_schedule_def(nightly_schedule_name(fleet))
     tz_now = datetime.combine(night_of + timedelta(days=1), time(2, 0), tzinfo=UTC)
     with dg.build_schedule_context(instance=instance, scheduled_execution_time=tz_now,
                                    repository_def=defs.get_repository_def()) as context:
         data = schedule.evaluate_tick(context)
-    job = defs.resolve_job_def(f"{fleet}_daily")
+    job = defs.resolve_job_def(daily_job(fleet))
     results = []
     for request in data.run_requests or []:
         result = job.execute_in_process(
@@ -49,10 +48,10 @@ def run_night(defs: dg.Definitions, instance: dg.DagsterInstance, fleet: str, ni
 def tick_sensors(defs: dg.Definitions, instance: dg.DagsterInstance, fleet: str, run_config: dict | None = None) -> list[Tick]:
     """Evaluate every retraining sensor of `fleet` once; a requested run executes at once (the daemon would queue it)."""
     resources = dict(defs.resources or {})
-    retraining = defs.resolve_job_def(retraining_job_name(fleet))
+    retraining = defs.resolve_job_def(retraining_job(fleet))
     ticks = []
     for name in CONDITIONS:
-        sensor = defs.resolve_sensor_def(f"{fleet}_{name}")
+        sensor = defs.resolve_sensor_def(sensor_name(fleet, name))
         with dg.build_sensor_context(instance=instance, resources=resources, definitions=defs) as context:
             data = sensor.evaluate_tick(context)
         if not data.run_requests:
@@ -61,6 +60,6 @@ def tick_sensors(defs: dg.Definitions, instance: dg.DagsterInstance, fleet: str,
         for request in data.run_requests:
             result = retraining.execute_in_process(instance=instance, tags=dict(request.tags),
                                                    run_config={**QUIET, **(run_config or {})}, raise_on_error=False)
-            ticks.append(Tick(name, "requested", request.tags.get("iot_mlops/reason", ""), request.run_key, result.run_id,
+            ticks.append(Tick(name, "requested", request.tags.get(REASON_TAG, ""), request.run_key, result.run_id,
                               result.success))
     return ticks

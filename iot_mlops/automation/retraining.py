@@ -10,15 +10,10 @@ from datetime import UTC, datetime
 
 from iot_mlops.automation.policy import Condition, Verdict, decide
 from iot_mlops.lake import Lake
+from iot_mlops.names import ACTOR_TAG, DECISION_TAG, REASON_TAG, TRIGGER_TAG, model_name, op_name, retraining_job
 from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops.profiles import FleetProfile
-from iot_mlops.training.assets import DECISION_TAG, REASON_TAG, TRIGGER_TAG
 from iot_mlops.training.dataset import DatasetError, load_dataset_report
-from iot_mlops.training.runs import model_name
-
-
-def retraining_job_name(fleet: str) -> str:
-    return f"{fleet}_retraining"
 
 
 @dataclass(frozen=True)
@@ -53,7 +48,7 @@ def evaluate(condition: Condition, profile: FleetProfile, lake: Lake, log: Decis
     verdict = decide(condition, policy, now=now, triggers=triggers, running=running, new_days=new_feature_days(lake, fleet))
     if verdict.action == "none":
         return Outcome(verdict, None)
-    name = model_name(profile, profile.target.prediction_type)
+    name = model_name(fleet, profile.target.prediction_type)
     details = {"sensor": condition.sensor, "condition": condition.key, "figures": condition.figures}
     if verdict.action == "skip":
         previous = [d for d in history if d.actor == condition.sensor]
@@ -76,12 +71,9 @@ def manual_retraining(defs, fleet: str, reason: str, actor: str, instance, on_ev
     The decision is written inside the run (as when launched from the UI), so no trigger is ever
     logged for a run that does not exist. `on_event(step_key, event_type, seconds)` reports progress.
     """
-
-    from iot_mlops.training.assets import ACTOR_TAG, TRIGGER_TAG
-
-    job = defs.resolve_job_def(retraining_job_name(fleet))
+    job = defs.resolve_job_def(retraining_job(fleet))
     run_id = str(uuid.uuid4())  # known before the run starts, so progress can follow it
-    config = {"ops": {f"{fleet}__training_dataset": {"config": {"reason": reason}}}}
+    config = {"ops": {op_name(fleet, "training_dataset"): {"config": {"reason": reason}}}}
     with _progress(instance, run_id, on_event):
         return job.execute_in_process(run_config=config, instance=instance, run_id=run_id, raise_on_error=False,
                                       tags={TRIGGER_TAG: "manual", ACTOR_TAG: actor})

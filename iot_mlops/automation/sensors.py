@@ -8,27 +8,27 @@ from datetime import date
 import dagster as dg
 
 from iot_mlops.automation.policy import Condition, drift_condition, feedback_condition, performance_condition, quality_condition
-from iot_mlops.automation.retraining import evaluate, last_fired_day, retraining_job_name
+from iot_mlops.automation.retraining import evaluate, last_fired_day
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.drift import drift_history, seasonal_drift_history
 from iot_mlops.monitoring.performance import performance_history
 from iot_mlops.monitoring.quality_store import quality_history
 from iot_mlops.monitoring.resource import StoreResource
+from iot_mlops.names import FLEET_TAG, model_name, op_name, retraining_job, sensor_name
+from iot_mlops.partitions import FleetContext
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import CHAMPION, ModelNotFound
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.settings import get_settings
 from iot_mlops.training.dataset import DatasetError, load_dataset_report
-from iot_mlops.training.runs import model_name
 from iot_mlops.profiles.schema_types import format_duration
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
-FLEET_TAG = "iot_mlops/retrain_fleet"  # deploy/dagster.yaml allows one queued-or-running retraining per value
 
 
 def running_retrainings(instance: dg.DagsterInstance, fleet: str) -> int:
-    return instance.get_runs_count(dg.RunsFilter(job_name=retraining_job_name(fleet), statuses=IN_FLIGHT))
+    return instance.get_runs_count(dg.RunsFilter(job_name=retraining_job(fleet), statuses=IN_FLIGHT))
 
 
 def sensor_result(context: dg.SensorEvaluationContext, profile: FleetProfile, condition: Condition,
@@ -48,7 +48,7 @@ def search_config(fleet: str) -> dict:
     settings = get_settings()
     budget = {"search_iterations": settings.retraining_search_iterations, "search_folds": settings.retraining_search_folds}
     budget = {k: v for k, v in budget.items() if v is not None}
-    return {"ops": {f"{fleet}__failure_model": {"config": budget}}} if budget else {}
+    return {"ops": {op_name(fleet, "failure_model"): {"config": budget}}} if budget else {}
 
 
 def drift(profile: FleetProfile, lake: LakeResource, registry: RegistryResource, store: StoreResource) -> Condition:
@@ -60,7 +60,7 @@ def drift(profile: FleetProfile, lake: LakeResource, registry: RegistryResource,
 
 def feedback(profile: FleetProfile, lake: LakeResource, registry: RegistryResource, store: StoreResource) -> Condition:
     """Feedback about predictions newer than the last training window: what the latest model has not learned from."""
-    name = model_name(profile, profile.target.prediction_type)
+    name = model_name(profile.name, profile.target.prediction_type)
     try:
         latest = registry.registry().versions(name)[-1]
         window_end = load_dataset_report(lake.lake(), profile.name).window[1]
@@ -71,7 +71,7 @@ def feedback(profile: FleetProfile, lake: LakeResource, registry: RegistryResour
 
 
 def performance(profile: FleetProfile, lake: LakeResource, registry: RegistryResource, store: StoreResource) -> Condition:
-    champion = registry.registry().alias_version(model_name(profile, profile.target.prediction_type), CHAMPION)
+    champion = registry.registry().alias_version(model_name(profile.name, profile.target.prediction_type), CHAMPION)
     history = [(day, figures) for day, figures in performance_history(lake.lake(), profile.name)
                if str(figures.get("model_version")) == str(champion)]
     if not history:
@@ -93,21 +93,18 @@ CONDITIONS: dict[str, tuple[Callable[..., Condition], str]] = {
 }
 
 
-def retraining_sensors(profile: FleetProfile) -> list[dg.SensorDefinition]:
+def retraining_sensors(ctx: FleetContext) -> list[dg.SensorDefinition]:
     """One sensor per condition; each asks for `<fleet>_retraining` under the profile's retraining policy."""
-    sensors = []
-    for sensor_name, (condition_of, what) in CONDITIONS.items():
-        sensors.append(_sensor(profile, sensor_name, condition_of, what))
-    return sensors
+    return [_sensor(ctx.profile, condition, condition_of, what) for condition, (condition_of, what) in CONDITIONS.items()]
 
 
-def _sensor(profile: FleetProfile, sensor_name: str, condition_of: Callable[..., Condition], what: str) -> dg.SensorDefinition:
+def _sensor(profile: FleetProfile, condition: str, condition_of: Callable[..., Condition], what: str) -> dg.SensorDefinition:
     settings = get_settings()
     policy, interval = profile.monitoring.retraining, settings.sensor_interval_seconds
     running = profile.name in settings.sensors_running_fleets
 
     @dg.sensor(
-        name=f"{profile.name}_{sensor_name}", job_name=retraining_job_name(profile.name), minimum_interval_seconds=interval,
+        name=sensor_name(profile.name, condition), job_name=retraining_job(profile.name), minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
         description=(f"Retrain {profile.name} when {what}. Cooldown {format_duration(policy.cooldown)}, at most {policy.max_per_day} per day, "
                      f"at least {policy.min_new_days} new feature days; every decision goes to the decision log."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ import typer
 from iot_mlops.deploy import probes
 from iot_mlops.deploy.instance import check_dagster
 from iot_mlops.deploy.report import FAIL, OK, PG_FORM, SKIP, WARN, Check, Context
+from iot_mlops.names import DEFINITIONS_MODULE
 
 __all__ = ["Check", "Context", "check_dagster", "doctor", "run_checks"]
 
@@ -53,10 +55,9 @@ def check_profiles(ctx: Context) -> list[Check]:
 def check_definitions(ctx: Context) -> list[Check]:
     if not ctx.profiles_ok:
         return [Check("code location", SKIP, "needs the profiles to load")]
-    from iot_mlops.definitions import build_definitions
-
-    repo = build_definitions().get_repository_def()
-    return [Check("code location", OK, f"iot_mlops.definitions loads: {len(repo.job_names)} jobs, "
+    # By name, as the workspace loads it: the code location is the composition root, above this module.
+    repo = importlib.import_module(DEFINITIONS_MODULE).build_definitions().get_repository_def()
+    return [Check("code location", OK, f"{DEFINITIONS_MODULE} loads: {len(repo.job_names)} jobs, "
                                        f"{len(repo.sensor_defs)} sensors, {len(repo.schedule_defs)} schedules")]
 
 

@@ -2,24 +2,22 @@
 
 import math
 from datetime import timedelta
-from pathlib import Path
 
 import dagster as dg
 
 from iot_mlops.features.compute import compute_features, lookback_days
 from iot_mlops.features.online import TABLE as ONLINE_TABLE
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.partitions import backfill_policy, daily_partitions, partition_days
+from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
 
 UNIQUE = "one_row_per_device_and_time"
 
 
-def features_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsDefinition]:
+def features_assets(ctx: FleetContext) -> list[dg.AssetsDefinition]:
     """The features asset of one fleet; windows read back across the partition boundary."""
-    fleet = profile.name
-    key = dg.AssetKey([fleet, "features"])
+    profile, fleet, key = ctx.profile, ctx.fleet, ctx.key("features")
     spec = profile.features
     reach = dg.TimeWindowPartitionMapping(start_offset=-lookback_days(profile))
     windows = ", ".join(format_duration(w) for w in spec.windows)
@@ -37,14 +35,10 @@ def features_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsD
         group_name=fleet,
         owners=profile.owners,
         kinds={"duckdb", "parquet"},
-        partitions_def=daily_partitions(profile, profile_dir),
+        partitions_def=ctx.partitions,
         backfill_policy=backfill_policy(),
-        deps=[
-            dg.AssetDep(dg.AssetKey([fleet, "telemetry"]), partition_mapping=reach),
-            dg.AssetDep(dg.AssetKey([fleet, "events"]), partition_mapping=reach),
-            dg.AssetKey([fleet, "devices"]),
-            *_earlier_days(key, spec.baseline_reach),
-        ],
+        deps=[dg.AssetDep(ctx.key("telemetry"), partition_mapping=reach), dg.AssetDep(ctx.key("events"), partition_mapping=reach),
+              ctx.key("devices"), *_earlier_days(key, spec.baseline_reach)],
         check_specs=[dg.AssetCheckSpec(UNIQUE, asset=key, description="No two feature rows share device and time.")],
     )
     def features(context: dg.AssetExecutionContext, lake: LakeResource):

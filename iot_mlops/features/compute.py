@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from iot_mlops.features.online import update_online_features
-from iot_mlops.features.relative import history_days
-from iot_mlops.features.sql import features_sql
+from iot_mlops.features.relative import baseline_sql, cohort_sql, history_days, relative_columns
+from iot_mlops.features.sql import (DECIMALS, bucket_sql, event_sql, event_state_sql, first_label_at_or_after, ident, label_of,
+                                    rolling_sql, step_sql, window_sql)
 from iot_mlops.lake import Lake, parquet
 from iot_mlops.profiles.schema import FleetProfile
 
@@ -54,6 +55,42 @@ def feature_query(lake: Lake, profile: FleetProfile, days: list[date]) -> str:
     end = datetime.combine(last + timedelta(days=1), time())
     history = lake.scan(fleet, "features", _baseline_history(lake, profile, start))
     return features_sql(profile, telemetry, events, f"{parquet(devices_file)}", str(start), str(end), history)
+
+
+def features_sql(profile: FleetProfile, telemetry: str, events: str | None, devices: str, start: str, end: str,
+                 history: str | None = None) -> str:
+    """The full feature query for feature times t in [start, end); `history`: stored feature rows before start (baselines).
+
+    Event buckets join the telemetry buckets (a full join: events also fall in buckets without
+    telemetry, or before it), so one window pass over each device's buckets computes the
+    rolling aggregates and finds the event state; only buckets with telemetry are kept.
+    """
+    step = profile.features.step
+    first, stop = (first_label_at_or_after(datetime.fromisoformat(x), step) for x in (start, end))
+    relative, helpers = relative_columns(profile)
+    rolling = rolling_sql(profile) + step_sql(profile) + relative
+    events_src = events or "(SELECT NULL::VARCHAR AS device_id, NULL::TIMESTAMP AS ts, NULL::VARCHAR AS kind, NULL::VARCHAR AS value WHERE false)"
+    state = event_state_sql(profile, events_src)
+    marks, event_windows, event_joins, event_columns = event_sql(profile) if state else ("", [], [], [])
+    windows = "".join(", " + w for w in window_sql(profile) + event_windows)
+    attrs = profile.source.devices.attributes
+    attr_cols = [f"round(d.{ident(a.name)}, {DECIMALS}) AS {ident(a.name)}" if a.kind == "numeric" else f"d.{ident(a.name)}" for a in attrs]
+    has_telemetry = f"{ident(profile.sensor_names[0] + '__n')} IS NOT NULL"  # a count: NULL only on rows of events alone
+    lookups = [w.rsplit(" AS ", 1)[1] for w in event_windows]
+    buckets = f"b FULL JOIN ({marks}) USING (device_id, k)" if state else "b"
+    base = baseline_sql(profile, history, first, stop, has_telemetry)
+    cohort, cohort_joins, cohort_columns = cohort_sql(profile, devices, first, stop, has_telemetry)
+    ctes = [f"b AS ({bucket_sql(profile, telemetry)})", *([f"es AS ({state})"] if state else []), *([f"base AS ({base})"] if base else [])]
+    ctes += [
+        f"wb AS (SELECT *{windows} FROM {buckets} WINDOW w AS (PARTITION BY device_id ORDER BY k))",
+        (f"rolled AS (SELECT {', '.join(['device_id', label_of('k', step) + ' AS t', *lookups, *rolling])} "
+         f"FROM wb{' LEFT JOIN base USING (device_id, k)' if base else ''} WHERE k >= {first} AND k < {stop} AND {has_telemetry})"),
+        *([f"cohort AS ({cohort})"] if cohort else []),
+    ]
+    hidden = ", ".join(ident(c) for c in ["device_id", "t", *lookups, *helpers])
+    columns = ", ".join(["r.device_id", "r.t AS ts", f"r.* EXCLUDE ({hidden})", *event_columns, *cohort_columns, *attr_cols])
+    joins = " ".join([*event_joins, f"LEFT JOIN {devices} d ON d.device_id = r.device_id", *cohort_joins])
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT {columns}\nFROM rolled r {joins}\n"
 
 
 def _baseline_history(lake: Lake, profile: FleetProfile, start: datetime) -> list[date]:

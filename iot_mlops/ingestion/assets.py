@@ -9,8 +9,8 @@ import dagster as dg
 from iot_mlops.ingestion.ingest import ingest_devices, ingest_events, ingest_telemetry
 from iot_mlops.ingestion.staging import IngestReport
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.partitions import backfill_policy, daily_partitions, partition_days, resolve_start
-from iot_mlops.profiles import FleetProfile, source_folder
+from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
+from iot_mlops.profiles import source_folder
 from iot_mlops.sources.landing import ensure_days, ensure_devices
 from iot_mlops.profiles.schema_types import format_duration
 
@@ -55,16 +55,14 @@ def accounted_check(report: IngestReport, key: dg.AssetKey) -> dg.AssetCheckResu
     )
 
 
-def ingestion_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsDefinition]:
-    """devices, telemetry and events assets of one fleet, keys prefixed by the fleet name."""
-    profile = resolve_start(profile, profile_dir)  # whole-table history rows go to the first partition
-    fleet = profile.name
-    partitions = daily_partitions(profile, profile_dir)
+def ingestion_assets(ctx: FleetContext) -> list[dg.AssetsDefinition]:
+    """devices, telemetry and events assets of one fleet; whole-table history rows go to its first partition."""
+    profile, fleet, partitions = ctx.profile, ctx.fleet, ctx.partitions
     common = dict(group_name=fleet, owners=profile.owners, kinds={"duckdb", "parquet"})
-    devices_key, telemetry_key, events_key = (dg.AssetKey([fleet, t]) for t in ("devices", "telemetry", "events"))
+    devices_key, telemetry_key, events_key = ctx.keys(("devices", "telemetry", "events"))
 
     def folder(lake: LakeResource) -> Path:
-        return source_folder(profile, profile_dir, lake.landing())
+        return source_folder(profile, ctx.profile_dir, lake.landing())
 
     @dg.asset(
         key=devices_key,

@@ -12,34 +12,12 @@ from pydantic import Field
 
 from iot_mlops.lake import Lake
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.monitoring.drift import (
-    TABLE,
-    DriftResult,
-    compute_drift,
-    day_relation,
-    strength,
-    write_drift_report,
-)
-from iot_mlops.monitoring.evidently_report import (
-    REPORT_FILE,
-    EvidentlyResult,
-    day_sample,
-    run_evidently,
-    save_report,
-    shown_columns,
-)
-from iot_mlops.monitoring.reference import (
-    ReferenceProfile,
-    load_reference_profile,
-    load_reference_sample,
-)
-from iot_mlops.monitoring.verdicts import (
-    VerdictComparison,
-    compare_verdicts,
-    explanation,
-)
+from iot_mlops.monitoring.drift import TABLE, DriftResult, compute_drift, day_relation, strength, write_drift_report
+from iot_mlops.monitoring.evidently_report import REPORT_FILE, EvidentlyResult, day_sample, run_evidently, save_report, shown_columns
+from iot_mlops.monitoring.reference import ReferenceProfile, load_reference_profile, load_reference_sample
+from iot_mlops.monitoring.verdicts import VerdictComparison, compare_verdicts, explanation
 from iot_mlops.monitoring.sensor_features import drift_overrides
-from iot_mlops.partitions import backfill_policy, daily_partitions, partition_days
+from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import ModelRegistry, run_page_url
 from iot_mlops.registry.resource import RegistryResource
@@ -155,15 +133,14 @@ def day_metadata(report: DayReport, reference: ReferenceProfile) -> dict:
     return metadata
 
 
-def drift_assets(profile: FleetProfile, profile_dir: Path) -> list:
+def drift_assets(ctx: FleetContext) -> list:
     """The drift_report asset of one fleet."""
-    fleet, spec = profile.name, profile.monitoring.drift
-    key = dg.AssetKey([fleet, "drift_report"])
+    profile, fleet, spec, key = ctx.profile, ctx.fleet, ctx.profile.monitoring.drift, ctx.key(TABLE)
 
     @dg.asset(
         key=key, kinds={"duckdb", "parquet", "evidently"}, group_name=fleet, owners=profile.owners,
-        partitions_def=daily_partitions(profile, profile_dir), backfill_policy=backfill_policy(),
-        deps=[dg.AssetKey([fleet, "features"]), dg.AssetKey([fleet, "training_dataset"])],
+        partitions_def=ctx.partitions, backfill_policy=backfill_policy(),
+        deps=ctx.keys(("features", "training_dataset")),
         description=(
             f"Each feature of the day against the training reference profile: PSI on the reference's {spec.bins} quantile "
             f"bins (>= {spec.psi_threshold}) and chi-square for categories (p < {spec.p_value})"

@@ -2,7 +2,6 @@
 
 import math
 from datetime import datetime, time, timedelta
-from pathlib import Path
 
 import dagster as dg
 
@@ -10,8 +9,7 @@ from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring import feedback as fbs
 from iot_mlops.monitoring import performance as perf
 from iot_mlops.monitoring.resource import StoreResource
-from iot_mlops.partitions import backfill_policy, daily_partitions, partition_days
-from iot_mlops.profiles import FleetProfile
+from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
 from iot_mlops.profiles.schema_types import format_duration
 
 
@@ -19,11 +17,9 @@ def _float(value: float) -> dg.MetadataValue:
     return dg.MetadataValue.float(float(value) if value is not None else math.nan)
 
 
-def monitoring_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsDefinition]:
+def monitoring_assets(ctx: FleetContext) -> list[dg.AssetsDefinition]:
     """feedback_summary and model_performance of one fleet, keys prefixed by the fleet name."""
-    fleet = profile.name
-    partitions = daily_partitions(profile, profile_dir)
-    key = lambda name: dg.AssetKey([fleet, name])  # noqa: E731
+    profile, fleet, partitions, key = ctx.profile, ctx.fleet, ctx.partitions, ctx.key
     # Range runs like the other daily assets; a range run's headline metadata is its last day's.
     policy = backfill_policy()
 

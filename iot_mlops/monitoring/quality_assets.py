@@ -14,7 +14,7 @@ from iot_mlops.monitoring.quality import (
     CHECKS, ERROR, OK, TABLE, WARN, QualityResult, check_partition, worst,
 )
 from iot_mlops.monitoring.quality_store import stored_results, write_quality
-from iot_mlops.partitions import backfill_policy, daily_partitions, partition_days
+from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
 
@@ -93,11 +93,10 @@ def quality_metadata(per_day: dict[date, list[QualityResult]], lake_path: Path) 
     return metadata
 
 
-def quality_assets(profile: FleetProfile, profile_dir: Path) -> list:
+def quality_assets(ctx: FleetContext) -> list:
     """The five data-quality checks on `<fleet>/telemetry` partitions and the `<fleet>/data_quality` asset."""
-    fleet = profile.name
-    partitions = daily_partitions(profile, profile_dir)
-    telemetry_key, key = dg.AssetKey([fleet, "telemetry"]), dg.AssetKey([fleet, TABLE])
+    profile, fleet, partitions = ctx.profile, ctx.fleet, ctx.partitions
+    telemetry_key, key = ctx.key("telemetry"), ctx.key(TABLE)
     descriptions = check_descriptions(profile)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned asset checks are a preview in Dagster 1.13
@@ -135,7 +134,7 @@ def quality_assets(profile: FleetProfile, profile_dir: Path) -> list:
         kinds={"duckdb", "parquet"},
         partitions_def=partitions,
         backfill_policy=backfill_policy(),
-        deps=[telemetry_key, dg.AssetKey([fleet, "devices"])],
+        deps=[telemetry_key, ctx.key("devices")],
     )
     def data_quality(context: dg.AssetExecutionContext, lake: LakeResource):
         store, per_day, carried = lake.lake(), {}, {}

@@ -1,28 +1,25 @@
 """Dagster asset of one fleet's batch predictions[day], scored by the current champion."""
 
-from pathlib import Path
-
 import dagster as dg
 import pandas as pd
 
 from iot_mlops.lake import atomic_write
 from iot_mlops.lake.resource import LakeResource
+from iot_mlops.names import model_name
 from iot_mlops.opstore.predictions import PredictionLog
-from iot_mlops.partitions import backfill_policy, daily_partitions, partition_days
+from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
 from iot_mlops.predictions.batch import score
-from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import CHAMPION, ModelNotFound
 from iot_mlops.registry.resource import RegistryResource
-from iot_mlops.training.runs import model_name
 
 
-def prediction_assets(profile: FleetProfile, profile_dir: Path) -> list:
-    fleet = profile.name
+def prediction_assets(ctx: FleetContext) -> list:
+    profile, fleet = ctx.profile, ctx.fleet
 
     @dg.asset(
-        key=dg.AssetKey([fleet, "predictions"]), group_name=fleet, owners=profile.owners, kinds={"scikitlearn", "parquet"},
-        partitions_def=daily_partitions(profile, profile_dir), backfill_policy=backfill_policy(),
-        deps=[dg.AssetKey([fleet, "features"]), dg.AssetKey([fleet, "champion_gate"])],
+        key=ctx.key("predictions"), group_name=fleet, owners=profile.owners, kinds={"scikitlearn", "parquet"},
+        partitions_def=ctx.partitions, backfill_policy=backfill_policy(),
+        deps=ctx.keys(("features", "champion_gate")),
         description=(
             "The champion scores the day's feature rows: probability and alert per component, predicted component, "
             "anomaly score, model name and version, and a stable prediction id. The lake file is the source of truth; "
@@ -31,12 +28,12 @@ def prediction_assets(profile: FleetProfile, profile_dir: Path) -> list:
     )
     def predictions(context: dg.AssetExecutionContext, lake: LakeResource, registry: RegistryResource):
         store, days = registry.registry(), partition_days(context)
-        name = model_name(profile, profile.target.prediction_type)
+        name = model_name(fleet, profile.target.prediction_type)
         version = store.alias_version(name, CHAMPION)
         if version is None:
             raise ModelNotFound(f"{name} has no champion yet: materialize {fleet}/failure_model and {fleet}/champion_gate first")
         model = store.load_model(name, CHAMPION)
-        anomaly_name = model_name(profile, "anomaly")
+        anomaly_name = model_name(fleet, "anomaly")
         anomaly_version = store.alias_version(anomaly_name, CHAMPION)
         anomaly = store.load_model(anomaly_name, CHAMPION) if anomaly_version else None
         # The registry resource carries the operational store URL (Settings.store), shared with the `store` resource.

@@ -1,19 +1,17 @@
 """Dagster asset of one fleet's champion gate, with a check that the champion stays above its floor."""
 
-from pathlib import Path
-
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.profiles import FleetProfile
+from iot_mlops.names import DECISION_TAG, model_name
+from iot_mlops.partitions import FleetContext
 from iot_mlops.registry.champion_gate import gate_model
 from iot_mlops.registry.gate import GatePolicy
 from iot_mlops.registry.resource import RegistryResource
-from iot_mlops.training.assets import DECISION_TAG, failures_frame, trigger
+from iot_mlops.training.assets import failures_frame, trigger
 from iot_mlops.training.dataset import load_dataset_report
-from iot_mlops.training.runs import model_name
 
 FLOOR_CHECK = "champion_above_floor"
 
@@ -25,13 +23,12 @@ class GateConfig(dg.Config):
     anomaly_floor: float = Field(0.6, description="Minimum ROC-AUC of the anomaly model against upcoming failures.")
 
 
-def gate_assets(profile: FleetProfile, profile_dir: Path) -> list:
-    fleet = profile.name
-    key = dg.AssetKey([fleet, "champion_gate"])
+def gate_assets(ctx: FleetContext) -> list:
+    profile, fleet, key = ctx.profile, ctx.fleet, ctx.key("champion_gate")
 
     @dg.asset(
         key=key, group_name=fleet, owners=profile.owners, kinds={"mlflow"},
-        deps=[dg.AssetKey([fleet, "failure_model"]), dg.AssetKey([fleet, "anomaly_model"]), dg.AssetKey([fleet, "training_dataset"])],
+        deps=ctx.keys(("failure_model", "anomaly_model", "training_dataset")),
         description=(
             "Scores challenger and champion on the same most recent held-out window (the dataset's test part); moves "
             "alias `champion` only past the margin with no component's recall or the event recall dropping beyond the "
@@ -57,7 +54,7 @@ def gate_assets(profile: FleetProfile, profile_dir: Path) -> list:
             "anomaly": GatePolicy("any_failure_roc_auc", config.margin, config.anomaly_floor, 1.0),
         }
         outcomes = [
-            gate_model(store, log, profile=profile, name=model_name(profile, kind), kind=kind, holdout=holdout,
+            gate_model(store, log, profile=profile, name=model_name(fleet, kind), kind=kind, holdout=holdout,
                        failures=failures, policy=policy, actor=actor, run_id=context.run_id, context=triggered_by)
             for kind, policy in policies.items()
         ]

@@ -18,10 +18,10 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
+from iot_mlops.names import model_name
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION, ModelNotFound, ModelRegistry, UntrustedModelError
 from iot_mlops.serving.scoring import AnomalyScorer, FailureScorer
-from iot_mlops.training.runs import model_name
 
 log = logging.getLogger(__name__)
 ANOMALY = "anomaly"
@@ -96,7 +96,7 @@ def specs_for(profiles: dict[str, FleetProfile]) -> dict[str, ModelSpec]:
     out = {}
     for profile in profiles.values():
         for kind in (profile.target.prediction_type, ANOMALY):
-            name = model_name(profile, kind)
+            name = model_name(profile.name, kind)
             out[name] = ModelSpec(name, profile.name, kind, tuple(profile.components))
     return out
 

@@ -1,7 +1,6 @@
 """Dagster assets of one fleet's training: labels[day], training_dataset, failure_model, anomaly_model."""
 
 import math
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -9,20 +8,15 @@ from pydantic import Field
 
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.reference import write_reference_profile
-from iot_mlops.partitions import backfill_policy, daily_partitions, partition_days
-from iot_mlops.profiles import FleetProfile
+from iot_mlops.names import ACTOR_TAG, DECISION_TAG, TRIGGER_TAG, model_name, retraining_job
+from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
 from iot_mlops.registry.mlflow_service import artifact_file_url, run_page_url
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.settings import get_settings
 from iot_mlops.training.dataset import build_dataset, load_dataset_report
 from iot_mlops.training.labels import compute_labels
-from iot_mlops.training.runs import log_anomaly_model, log_failure_model, model_name
+from iot_mlops.training.runs import log_anomaly_model, log_failure_model
 from iot_mlops.profiles.schema_types import format_duration
-
-TRIGGER_TAG = "iot_mlops/trigger"
-REASON_TAG = "iot_mlops/reason"
-DECISION_TAG = "iot_mlops/decision_id"
-ACTOR_TAG = "iot_mlops/actor"  # who launched a manual retraining (set by the CLI)
 
 
 class TrainingDatasetConfig(dg.Config):
@@ -60,16 +54,15 @@ def log_manual_retraining(context: dg.AssetExecutionContext, registry: RegistryR
                                    model_name=name, run_id=context.run_id, details={"sensor": "manual"})
 
 
-def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
+def training_assets(ctx: FleetContext) -> list:
     """labels, training_dataset, failure_model and anomaly_model of one fleet."""
-    fleet = profile.name
-    key = lambda name: dg.AssetKey([fleet, name])  # noqa: E731
+    profile, fleet, key = ctx.profile, ctx.fleet, ctx.key
     common = dict(group_name=fleet, owners=profile.owners)
     horizon_days = math.ceil(profile.target.horizon.total_seconds() / 86400)
     future = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=horizon_days)
 
     @dg.asset(
-        key=key("labels"), kinds={"duckdb", "parquet"}, partitions_def=daily_partitions(profile, profile_dir),
+        key=key("labels"), kinds={"duckdb", "parquet"}, partitions_def=ctx.partitions,
         backfill_policy=backfill_policy(),
         description=(
             f"Per feature row: which component fails within {format_duration(profile.target.horizon)} ({', '.join(profile.components)}). "
@@ -103,8 +96,8 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
     )
     def training_dataset(context: dg.AssetExecutionContext, config: TrainingDatasetConfig, lake: LakeResource,
                          registry: RegistryResource):
-        if context.job_name == f"{fleet}_retraining" and DECISION_TAG not in context.run.tags:
-            log_manual_retraining(context, registry, config.reason, model_name(profile, profile.target.prediction_type))
+        if context.job_name == retraining_job(fleet) and DECISION_TAG not in context.run.tags:
+            log_manual_retraining(context, registry, config.reason, model_name(fleet, profile.target.prediction_type))
         with lake.connect() as con:
             report = build_dataset(con, lake.lake(), profile, config.split, config.window_days)
             reference = write_reference_profile(con, lake.lake(), profile, report)

@@ -13,7 +13,7 @@ import pandas as pd
 from iot_mlops.features import compute_features
 from iot_mlops.ingestion.ingest import ingest_devices, ingest_events, ingest_telemetry
 from iot_mlops.lake import Lake, connect
-from iot_mlops.partitions import daily_partitions, resolve_start
+from iot_mlops.partitions import FleetContext
 from iot_mlops.profiles import FleetProfile, source_folder
 from iot_mlops.training.dataset import build_dataset
 from iot_mlops.training.labels import compute_labels
@@ -57,9 +57,8 @@ class ReferenceEvaluation:
 
 def prepare_lake(profile: FleetProfile, profile_dir: Path, lake: Lake, landing: Path) -> list[date]:
     """Ingest, featurize and label every day of the fleet that is not in the lake yet."""
-    profile = resolve_start(profile, profile_dir)
-    partitions = daily_partitions(profile, profile_dir)
-    days = [date.fromisoformat(k) for k in partitions.get_partition_keys()]
+    ctx = FleetContext.of(profile, profile_dir)
+    profile, days = ctx.profile, [date.fromisoformat(k) for k in ctx.partitions.get_partition_keys()]
     labelled = set(lake.partitions(profile.name, "labels"))
     if all(d in labelled for d in days):
         return days

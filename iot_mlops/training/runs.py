@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from iot_mlops.names import model_name
 from iot_mlops.profiles.schema import FleetProfile
 from iot_mlops.registry.mlflow_service import ModelRegistry, ModelVersionInfo
 from iot_mlops.training.dataset import DatasetReport
@@ -36,10 +37,6 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return package
     return f"{package}+{commit}"
-
-
-def model_name(profile: FleetProfile, prediction_type: str) -> str:
-    return f"{profile.name}_{prediction_type}"
 
 
 def feature_importance(result: TrainingResult, frame: pd.DataFrame, profile: FleetProfile, rows: int = 2000) -> pd.Series:
@@ -96,7 +93,7 @@ def log_failure_model(registry: ModelRegistry, profile: FleetProfile, result: Tr
               **{f"rows_{k}": v for k, v in result.rows.items()}, "features": len(result.features),
               "horizon_h": profile.target.horizon.total_seconds() / 3600}
     info = registry.log_model_version(
-        fleet=profile.name, model_name=model_name(profile, profile.target.prediction_type), model=result.model,
+        fleet=profile.name, model_name=model_name(profile.name, profile.target.prediction_type), model=result.model,
         X_example=frame[result.features].head(20), params=params, metrics=metrics,
         tags={**dataset_tags(dataset), "prediction_type": profile.target.prediction_type, "trigger": trigger},
         figures=figures,
@@ -112,7 +109,7 @@ def log_anomaly_model(registry: ModelRegistry, profile: FleetProfile, result: An
     """Log the anomaly model's run and register it as a new `challenger` version."""
     metrics = {f"test_{k}": v for k, v in result.metrics.items()}
     info = registry.log_model_version(
-        fleet=profile.name, model_name=model_name(profile, "anomaly"), model=result.model,
+        fleet=profile.name, model_name=model_name(profile.name, "anomaly"), model=result.model,
         X_example=frame[result.features].head(20), params={"algorithm": "isolation_forest", "healthy_rows": result.healthy_rows,
                                                            "healthy_margin_h": profile.training.healthy_margin.total_seconds() / 3600},
         metrics=metrics, tags={**dataset_tags(dataset), "prediction_type": "anomaly", "trigger": trigger},

@@ -6,16 +6,15 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from iot_mlops.automation.jobs import NIGHTLY
 from iot_mlops.automation.schedules import nightly_requests, nightly_schedule
-from iot_mlops.partitions import daily_partitions
+from iot_mlops.names import NIGHTLY
+from iot_mlops.partitions import FleetContext
 from iot_mlops_tests.fleet import DAYS, Fleet
 
 
 def test_night_requests_yesterday_and_the_matured_labels(fleet: Fleet):
     profile = fleet.profile()  # 24-hour horizon: the labels of the day before yesterday have matured
-    partitions = daily_partitions(profile, fleet.profile_dir)
-    requests = nightly_requests(profile, partitions, datetime.combine(DAYS[3], datetime.min.time(), UTC).replace(hour=2))
+    requests = nightly_requests(FleetContext.of(profile, fleet.profile_dir), datetime.combine(DAYS[3], datetime.min.time(), UTC).replace(hour=2))
     assert [(r.run_key, r.partition_key) for r in requests] == [
         (f"nightly:{DAYS[2]}", str(DAYS[2])), (f"nightly-labels:{DAYS[1]}", str(DAYS[1]))]
     daily, labels = requests
@@ -24,14 +23,12 @@ def test_night_requests_yesterday_and_the_matured_labels(fleet: Fleet):
 
 
 def test_nothing_outside_the_fleets_partitions(fleet: Fleet):
-    profile = fleet.profile()
-    partitions = daily_partitions(profile, fleet.profile_dir)
-    assert nightly_requests(profile, partitions, datetime(2023, 6, 1, 2, tzinfo=UTC)) == []
+    assert nightly_requests(FleetContext.of(fleet.profile(), fleet.profile_dir), datetime(2023, 6, 1, 2, tzinfo=UTC)) == []
 
 
 def test_schedule_uses_the_profiles_cron_and_timezone(fleet: Fleet):
     fleet.spec["monitoring"] = {"schedule": {"cron": "30 3 * * *", "timezone": "Europe/Berlin"}}
     profile = fleet.write_profile()
-    schedule = nightly_schedule(profile, daily_partitions(profile, fleet.profile_dir))
+    schedule = nightly_schedule(FleetContext.of(profile, fleet.profile_dir))
     assert isinstance(schedule, dg.ScheduleDefinition)
     assert schedule.cron_schedule == "30 3 * * *" and schedule.execution_timezone == "Europe/Berlin"

@@ -11,6 +11,7 @@ import yaml
 from iot_mlops.automation.daemon import LOCATION_NAME, workspace_yaml
 from iot_mlops.automation.sensors import retraining_sensors, search_config
 from iot_mlops.definitions import fleet_definitions
+from iot_mlops.partitions import FleetContext
 from iot_mlops.monitoring.quality import ERROR
 from iot_mlops.monitoring.quality_store import quality_history
 from iot_mlops.monitoring.resource import StoreResource
@@ -26,7 +27,7 @@ def failing_fleet(fleet: Fleet, tmp_path: Path) -> tuple[dg.Definitions, Fleet]:
     for day in DAYS[1:3]:
         fleet.write("telemetry", garbled_day(day), day)
     profile = fleet.profile()
-    defs = fleet_definitions(profile, fleet.profile_dir)
+    defs = fleet_definitions(FleetContext.of(profile, fleet.profile_dir))
     registry = RegistryResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifacts_dir=str(tmp_path / "artifacts"),
                                 store_url=f"sqlite:///{tmp_path / 'operational.db'}")
     resources = {**fleet.resources(), "registry": registry, "store": StoreResource(url=registry.store_url)}
@@ -85,7 +86,7 @@ def test_calm_fleet_decides_nothing(fleet: Fleet, tmp_path: Path):
     profile = fleet.profile()
     registry = RegistryResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifacts_dir=str(tmp_path / "artifacts"),
                                 store_url=f"sqlite:///{tmp_path / 'operational.db'}")
-    defs = dg.Definitions.merge(fleet_definitions(profile, fleet.profile_dir), dg.Definitions(
+    defs = dg.Definitions.merge(fleet_definitions(FleetContext.of(profile, fleet.profile_dir)), dg.Definitions(
         resources={**fleet.resources(), "registry": registry, "store": StoreResource(url=registry.store_url)}))
     instance = dg.DagsterInstance.ephemeral()
     for sensor in SENSORS:
@@ -98,7 +99,7 @@ def test_calm_fleet_decides_nothing(fleet: Fleet, tmp_path: Path):
 def test_a_deployment_can_start_a_fleets_sensors_on_with_a_search_budget(fleet: Fleet, monkeypatch: pytest.MonkeyPatch):
     """IOT_MLOPS_SENSORS_RUNNING turns on the named fleets' sensors only; the budget reaches the run request's config."""
     def statuses() -> set:
-        return {sensor.default_status for sensor in retraining_sensors(fleet.profile())}
+        return {sensor.default_status for sensor in retraining_sensors(FleetContext.of(fleet.profile(), fleet.profile_dir))}
 
     assert statuses() == {dg.DefaultSensorStatus.STOPPED} and search_config(fleet.name) == {}
     monkeypatch.setenv("IOT_MLOPS_SENSORS_RUNNING", f"other, {fleet.name}")

@@ -8,6 +8,7 @@ import psycopg2
 
 from iot_mlops.ingestion.assets import ingestion_assets
 from iot_mlops.lake.resource import LakeResource
+from iot_mlops.partitions import FleetContext
 from iot_mlops.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _materialize_one_partition(instance: dg.DagsterInstance, tmp_path: Path) -> dg.ExecuteInProcessResult:
     profile = load_profile(ROOT / "profiles" / "azure_pdm.yaml")
-    devices, telemetry, _ = ingestion_assets(profile, ROOT / "profiles")
+    devices, telemetry, _ = ingestion_assets(FleetContext.of(profile, ROOT / "profiles"))
     lake = LakeResource(root=str(tmp_path / "lake"), landing_root=str(tmp_path / "landing"))
     assert dg.materialize([devices], instance=instance, resources={"lake": lake}).success
     return dg.materialize([telemetry, devices], selection=[telemetry], partition_key="2015-01-05",

@@ -19,6 +19,7 @@ from iot_mlops.ingestion.assets import ingestion_assets
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.profiles import load_profile
 from iot_mlops.sources.landing import simulator_for
+from iot_mlops.partitions import FleetContext
 from iot_mlops_tests.fleet import DAYS, DEVICES, PROFILES, RANGE_END, RANGE_START, Fleet, reading
 
 RELATIVE = {"baseline": "6h", "baseline_gap": "2h", "cohort": "model"}
@@ -116,7 +117,7 @@ def test_new_model_reads_normal_against_its_cohort_while_a_failing_heater_drifts
     for day in SIM_DAYS:
         simulator.write_landing(day, tmp_path / "landing" / "heaters")
     result = dg.materialize(
-        [*ingestion_assets(profile, tmp_path / "profiles"), *features_assets(profile, tmp_path / "profiles")],
+        [*ingestion_assets(FleetContext.of(profile, tmp_path / "profiles")), *features_assets(FleetContext.of(profile, tmp_path / "profiles"))],
         tags={RANGE_START: SIM_DAYS[0].isoformat(), RANGE_END: SIM_DAYS[-1].isoformat()},
         resources={"lake": LakeResource(root=str(tmp_path / "lake"), landing_root=str(tmp_path / "landing"))},
     )

@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from iot_mlops.definitions import fleet_definitions, resources
+from iot_mlops.partitions import FleetContext
 
 from iot_mlops_tests.fleet import DAYS, DEVICES, START, Fleet, check_results, stamp
 
@@ -98,5 +99,5 @@ def test_a_fleet_without_event_tables_ingests_and_computes_features(fleet: Fleet
     features = fleet.read("features", DAY)
     assert len(features) == len(DEVICES) * 24
     assert not [c for c in features.columns if c.startswith(("errors_", "hours_since_"))]  # no table, no event features
-    defs = dg.Definitions.merge(fleet_definitions(profile, fleet.profile_dir), dg.Definitions(resources=resources()))
+    defs = dg.Definitions.merge(fleet_definitions(FleetContext.of(profile, fleet.profile_dir)), dg.Definitions(resources=resources()))
     dg.Definitions.validate_loadable(defs)

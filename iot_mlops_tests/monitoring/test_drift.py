@@ -31,6 +31,7 @@ from iot_mlops.monitoring.reference import (
     load_reference_profile,
     load_reference_sample,
 )
+from iot_mlops.partitions import FleetContext
 from iot_mlops.profiles import FleetProfile, load_profile
 from iot_mlops.profiles.monitoring import DriftSpec
 from iot_mlops_tests.fleet import PROFILES, RANGE_END, RANGE_START
@@ -208,7 +209,7 @@ def test_fast_path_verdicts_equal_evidentlys_on_the_same_data(scenario: Scenario
 
 
 def drift_asset_run(scenario: Scenario, lake: LakeResource, registry, **kwargs) -> dg.ExecuteInProcessResult:
-    return dg.materialize(drift_assets(scenario.profile, scenario.profile_dir), resources={"lake": lake, "registry": registry},
+    return dg.materialize(drift_assets(FleetContext.of(scenario.profile, scenario.profile_dir)), resources={"lake": lake, "registry": registry},
                           raise_on_error=False, **kwargs)
 
 

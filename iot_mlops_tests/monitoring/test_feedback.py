@@ -19,6 +19,7 @@ from iot_mlops.monitoring.feedback_assets import monitoring_assets
 from iot_mlops.monitoring.resource import StoreResource
 from iot_mlops.opstore.feedback import FeedbackStore
 from iot_mlops.opstore.predictions import PredictionLog
+from iot_mlops.partitions import FleetContext
 from iot_mlops.settings import get_settings
 from iot_mlops_tests.fleet import DAYS, Fleet, materializations, stamp
 from iot_mlops_tests.opstore.test_store import prediction_frame
@@ -117,7 +118,7 @@ def test_feedback_summary_asset_on_the_synthetic_fleet(fleet: Fleet, tmp_path):
         feedback.add(f"{d}-{day}-{h}", {"type": kind, "rating": rating, "source": "technician"}, received_at=received)
 
     profile = fleet.profile()
-    [asset] = [a for a in monitoring_assets(profile, fleet.profile_dir) if a.key.path[-1] == fbs.TABLE]
+    [asset] = [a for a in monitoring_assets(FleetContext.of(profile, fleet.profile_dir)) if a.key.path[-1] == fbs.TABLE]
     lake = LakeResource(root=str(fleet.lake_root), landing_root=str(fleet.landing_root))
     result = dg.materialize([asset], partition_key=D2.isoformat(), resources={"lake": lake, "store": store},
                             instance=dg.DagsterInstance.ephemeral())
@@ -157,7 +158,7 @@ def test_feedback_summary_asset_on_the_synthetic_fleet(fleet: Fleet, tmp_path):
 
 def test_a_day_without_feedback_writes_an_empty_summary(fleet: Fleet, tmp_path):
     profile = fleet.profile()
-    [asset] = [a for a in monitoring_assets(profile, fleet.profile_dir) if a.key.path[-1] == fbs.TABLE]
+    [asset] = [a for a in monitoring_assets(FleetContext.of(profile, fleet.profile_dir)) if a.key.path[-1] == fbs.TABLE]
     lake = LakeResource(root=str(fleet.lake_root), landing_root=str(fleet.landing_root))
     store = StoreResource(url=f"sqlite:///{tmp_path / 'empty.db'}")
     result = dg.materialize([asset], partition_key=D1.isoformat(), resources={"lake": lake, "store": store},

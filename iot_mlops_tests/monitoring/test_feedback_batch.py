@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from iot_mlops.lake.resource import LakeResource
+from iot_mlops.names import model_name
 from iot_mlops.opstore.feedback import FeedbackError, FeedbackStore
 from iot_mlops.opstore.predictions import PredictionLog
+from iot_mlops.partitions import FleetContext
 from iot_mlops.predictions.assets import prediction_assets
 from iot_mlops.registry.mlflow_service import CHAMPION, ModelRegistry
-from iot_mlops.training.runs import model_name
 from iot_mlops_tests.fleet import DAYS, Fleet, materializations, stamp
 from iot_mlops_tests.registry.models import log_version, tiny_data, tiny_model
 from iot_mlops_tests.training.pipeline import registry_resource
@@ -28,7 +29,7 @@ def test_batch_predictions_are_registered_once_and_take_feedback(tmp_path: Path)
     registry = registry_resource(tmp_path / "registry")
     store = ModelRegistry(registry.tracking_uri, Path(registry.artifacts_dir))
     X, _ = tiny_data()
-    name = model_name(profile, profile.target.prediction_type)
+    name = model_name(profile.name, profile.target.prediction_type)
     version = log_version(store, tiny_model(), X, 0.7, {"heating_element": 0.8, "valve": 0.6}, name=name).version
     store.set_alias(name, CHAMPION, version)
 
@@ -40,7 +41,7 @@ def test_batch_predictions_are_registered_once_and_take_feedback(tmp_path: Path)
     lake = LakeResource(root=str(fleet.lake_root), landing_root=str(fleet.landing_root))
 
     def run():
-        result = dg.materialize(prediction_assets(profile, fleet.profile_dir), partition_key=DAY.isoformat(),
+        result = dg.materialize(prediction_assets(FleetContext.of(profile, fleet.profile_dir)), partition_key=DAY.isoformat(),
                                 resources={"lake": lake, "registry": registry}, instance=dg.DagsterInstance.ephemeral())
         assert result.success
         return materializations(result)[("predictions", DAY.isoformat())]

@@ -14,6 +14,7 @@ from iot_mlops.monitoring.drift_assets import drift_assets
 from iot_mlops.monitoring.quality import TABLE as QUALITY
 from iot_mlops.monitoring.quality_store import quality_history
 from iot_mlops.monitoring.quality_assets import quality_assets
+from iot_mlops.partitions import FleetContext
 from iot_mlops_tests.fleet import PROFILES
 from iot_mlops_tests.training.pipeline import AZURE, AzureLabelled, all_assets, registry_resource, run
 
@@ -23,7 +24,7 @@ def test_the_azure_slice_starts_no_retraining_from_drift_or_data_quality(azure_l
     lake_root = azure_labelled.copy_lake(tmp_path / "lake")
     lake_resource = LakeResource(root=str(lake_root), landing_root=str(tmp_path / "landing"))
     registry = registry_resource(tmp_path / "registry")
-    assets = [*all_assets(azure_profile, PROFILES), *quality_assets(azure_profile, PROFILES), *drift_assets(azure_profile, PROFILES)]
+    assets = [*all_assets(azure_profile, PROFILES), *quality_assets(FleetContext.of(azure_profile, PROFILES)), *drift_assets(FleetContext.of(azure_profile, PROFILES))]
     days = azure_labelled.days
     assert run(assets, lake_resource, registry, "training_dataset", fleet=AZURE).success
     assert run(assets, lake_resource, registry, QUALITY, "drift_report", fleet=AZURE, days=(days[0], days[-1]),

@@ -15,6 +15,7 @@ from iot_mlops.lake import Lake, connect
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring import performance as perf
 from iot_mlops.monitoring.feedback_assets import monitoring_assets
+from iot_mlops.partitions import FleetContext
 from iot_mlops.profiles import FleetProfile
 from iot_mlops_tests.fleet import DAYS, Fleet, materializations, stamp
 
@@ -178,7 +179,7 @@ def test_no_predictions_yet_gives_an_empty_partition(tmp_path):
 
 def test_model_performance_asset_and_history(built):
     profile, fleet = built
-    [asset] = [a for a in monitoring_assets(profile, fleet.profile_dir) if a.key.path[-1] == perf.TABLE]
+    [asset] = [a for a in monitoring_assets(FleetContext.of(profile, fleet.profile_dir)) if a.key.path[-1] == perf.TABLE]
     lake = LakeResource(root=str(fleet.lake_root), landing_root=str(fleet.landing_root))
     instance = dg.DagsterInstance.ephemeral()
     for day in (D0, D1):

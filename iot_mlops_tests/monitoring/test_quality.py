@@ -19,6 +19,7 @@ from iot_mlops.monitoring.device_history import device_history
 from iot_mlops.monitoring.quality_assets import quality_assets
 from iot_mlops.profiles import source_folder
 from iot_mlops.profiles.monitoring import Severity
+from iot_mlops.partitions import FleetContext
 from iot_mlops_tests.fleet import DAYS, DEVICES, RANGE_END, RANGE_START, Fleet, check_results, clean_day, materializations
 
 DAY = DAYS[1]
@@ -311,7 +312,7 @@ def test_stored_results_and_history(noisy: Fleet):
 
 def materialize(fleet: Fleet, **run):
     profile = fleet.profile()
-    assets = [*fleet.assets(), *quality_assets(profile, fleet.profile_dir)]
+    assets = [*fleet.assets(), *quality_assets(FleetContext.of(profile, fleet.profile_dir))]
     selection = dg.AssetSelection.assets(*(dg.AssetKey([fleet.name, t]) for t in ("devices", "telemetry", "data_quality")))
     return dg.materialize(assets, selection=selection, resources=fleet.resources(), instance=dg.DagsterInstance.ephemeral(), **run)
 

@@ -20,6 +20,7 @@ from iot_mlops.monitoring.quality_store import quality_history
 from iot_mlops.monitoring.quality_assets import quality_assets
 from iot_mlops.monitoring.reference import load_reference_profile
 from iot_mlops.profiles import load_profile
+from iot_mlops.partitions import FleetContext
 from iot_mlops_tests.monitoring.run_to_failure import NAME, START, land, write_profile
 from iot_mlops_tests.training.pipeline import all_assets, registry_resource, run
 
@@ -33,7 +34,7 @@ def monitored(root: Path):
     units = land(root / "source", DAYS)
     profile_dir = root / "profiles"
     profile = load_profile(write_profile(profile_dir / f"{NAME}.yaml", root / "source", DAYS))
-    assets = [*all_assets(profile, profile_dir), *quality_assets(profile, profile_dir), *drift_assets(profile, profile_dir)]
+    assets = [*all_assets(profile, profile_dir), *quality_assets(FleetContext.of(profile, profile_dir)), *drift_assets(FleetContext.of(profile, profile_dir))]
     lake_resource = LakeResource(root=str(root / "lake"), landing_root=str(root / "landing"))
     registry = registry_resource(root / "registry")
     assert run(assets, lake_resource, registry, "devices", "telemetry", "events", "features", fleet=NAME, days=(START, LAST)).success

@@ -21,7 +21,8 @@ from iot_mlops.registry.jobs import RollbackConfig, rollback_model
 from iot_mlops.registry.lifecycle import GATE_TAG, history, promote, rollback
 from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION
 from iot_mlops.registry.resource import RegistryResource
-from iot_mlops.training.assets import TRIGGER_TAG, FailureModelConfig
+from iot_mlops.names import TRIGGER_TAG
+from iot_mlops.training.assets import FailureModelConfig
 from iot_mlops.training.dataset import load_dataset_report
 from iot_mlops.training.evaluate import evaluate
 from iot_mlops.training.labels import label_column

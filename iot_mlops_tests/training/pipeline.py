@@ -19,14 +19,15 @@ from iot_mlops.features.assets import features_assets
 from iot_mlops.ingestion.assets import ingestion_assets
 from iot_mlops.lake import Lake, connect
 from iot_mlops.lake.resource import LakeResource
+from iot_mlops.names import model_name
 from iot_mlops.opstore.decisions import DecisionLog
+from iot_mlops.partitions import FleetContext
 from iot_mlops.predictions.assets import prediction_assets
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.assets import gate_assets
 from iot_mlops.registry.mlflow_service import ModelRegistry
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.training.assets import training_assets
-from iot_mlops.training.runs import model_name
 from iot_mlops_tests.fleet import PROFILES, RANGE_END, RANGE_START
 
 AZURE = "azure_pdm"
@@ -35,13 +36,8 @@ TRAINING = ("training_dataset", "failure_model", "anomaly_model", "champion_gate
 
 def all_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsDefinition]:
     """Every asset of one fleet, as definitions.py wires them."""
-    return [
-        *ingestion_assets(profile, profile_dir),
-        *features_assets(profile, profile_dir),
-        *training_assets(profile, profile_dir),
-        *gate_assets(profile, profile_dir),
-        *prediction_assets(profile, profile_dir),
-    ]
+    ctx = FleetContext.of(profile, profile_dir)
+    return [*ingestion_assets(ctx), *features_assets(ctx), *training_assets(ctx), *gate_assets(ctx), *prediction_assets(ctx)]
 
 
 def registry_resource(folder: Path, artifacts: Path | None = None) -> RegistryResource:
@@ -127,11 +123,11 @@ class AzureTrained:
 
     @property
     def failure_name(self) -> str:
-        return model_name(self.profile, self.profile.target.prediction_type)
+        return model_name(self.profile.name, self.profile.target.prediction_type)
 
     @property
     def anomaly_name(self) -> str:
-        return model_name(self.profile, "anomaly")
+        return model_name(self.profile.name, "anomaly")
 
     def test_rows(self) -> pd.DataFrame:
         frame = pd.read_parquet(Lake(self.lake_root).table_file(AZURE, "training_dataset"))

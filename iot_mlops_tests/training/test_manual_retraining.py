@@ -9,11 +9,12 @@ from iot_mlops.automation.retraining import gate_verdicts, manual_retraining
 from iot_mlops.definitions import fleet_definitions
 from iot_mlops.monitoring.resource import StoreResource
 from iot_mlops.opstore.decisions import DecisionLog
+from iot_mlops.partitions import FleetContext
 from iot_mlops_tests.training.tiny import ALL_DAYS, INGEST, TinyPipeline
 
 
 def defs(tiny: TinyPipeline) -> dg.Definitions:
-    return dg.Definitions.merge(fleet_definitions(tiny.fleet.profile(), tiny.fleet.profile_dir), dg.Definitions(
+    return dg.Definitions.merge(fleet_definitions(FleetContext.of(tiny.fleet.profile(), tiny.fleet.profile_dir)), dg.Definitions(
         resources={"lake": tiny.lake, "registry": tiny.registry, "store": StoreResource(url=tiny.registry.store_url)}))
 
 
