@@ -6,9 +6,6 @@ from pathlib import Path
 
 import dagster as dg
 
-# Not exported by dagster: the pointer that makes a check evaluation current for its partition.
-from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
-
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.quality import (
     CHECKS, ERROR, OK, TABLE, WARN, QualityResult, check_partition, worst,
@@ -44,27 +41,21 @@ def check_metadata(result: QualityResult) -> dict[str, object]:
     }
 
 
-def evaluation(result: QualityResult, key: dg.AssetKey, day: date, instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation:
-    """The check's result for one partition, pointing at that partition's latest materialization.
+def evaluation(result: QualityResult, key: dg.AssetKey, day: date, one_day: bool) -> dg.AssetCheckResult | dg.AssetCheckEvaluation:
+    """The check's result for one day of the run.
 
-    An AssetCheckResult cannot name its partition, and a range run covers several days.
+    In a one-partition run Dagster points the result at that partition's materialization. An AssetCheckResult cannot name
+    its partition, so a range run yields evaluations naming their day, without that pointer (no public API sets it).
     """
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day.isoformat()]), limit=1).records
-    target = (
-        AssetCheckEvaluationTargetMaterializationData(storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp)
-        if records
-        else None
-    )
-    return dg.AssetCheckEvaluation(
+    fields = dict(
         asset_key=key,
         check_name=result.check,
         passed=result.passed,
         severity=dg.AssetCheckSeverity.ERROR if result.severity == ERROR else dg.AssetCheckSeverity.WARN,
         metadata=check_metadata(result),
         description=f"{result.check} = {result.value:.4%} on {day}: {result.severity}",
-        target_materialization_data=target,
-        partition=day.isoformat(),
     )
+    return dg.AssetCheckResult(**fields) if one_day else dg.AssetCheckEvaluation(**fields, partition=day.isoformat())
 
 
 def results_table(per_day: dict[date, list[QualityResult]]) -> str:
@@ -122,7 +113,7 @@ def quality_assets(profile: FleetProfile, profile_dir: Path) -> list:
                            or check_partition(con, store, profile, day, folder, carried))
             for result in results:
                 if result.check in selected:
-                    yield evaluation(result, telemetry_key, day, context.instance)
+                    yield evaluation(result, telemetry_key, day, one_day=context.has_partition_key)
 
     @dg.asset(
         key=key,

@@ -106,7 +106,7 @@ def test_broken_setup_names_each_problem_and_exits_1(tmp_path: Path, monkeypatch
 
 @pytest.mark.parametrize("text, expected", [
     ("storage: [unclosed\n", "is not valid YAML"),
-    ("storage:\n  postgres:\n    postgres_url: {env: DAGSTER_PG_URL}\nrun_coordinater: {}\n", "is not a valid instance configuration"),
+    ("storage:\n  sqlite:\n    base_dir: dagster\nrun_coordinater: {}\n", "is not a valid instance configuration"),
     ("storage:\n  postgres:\n    postgres_url: {env: IOT_MLOPS_TEST_UNSET_PG_URL}\n", "reads IOT_MLOPS_TEST_UNSET_PG_URL from the environment, not set"),
 ])
 def test_bad_dagster_yaml_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, expected: str):
