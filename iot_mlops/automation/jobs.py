@@ -6,6 +6,7 @@ import dagster as dg
 
 from iot_mlops.automation.retraining import retraining_job_name
 from iot_mlops.profiles import FleetProfile
+from iot_mlops.training.assets import TRIGGER_TAG
 
 DAILY = ("devices", "telemetry", "events", "features", "labels", "predictions", "drift_report", "data_quality",
          "feedback_summary", "model_performance")
@@ -35,6 +36,7 @@ def fleet_jobs(profile: FleetProfile) -> list[dg.UnresolvedAssetJobDefinition]:
             retraining_job_name(fleet), selection=select(RETRAINING),
             # Its steps run one after another: a process per step would only add a code load (about 5 s) to each.
             executor_def=dg.in_process_executor,
+            run_tags={TRIGGER_TAG: "manual"},  # a sensor's run request names its own trigger instead
             description=(f"Retrain {fleet}'s failure model on current data and gate it. Sensors start it with their reason; "
                          f"by hand, set `reason` in the config of {fleet}/training_dataset (or `iot-mlops retrain`)."),
         ),

@@ -19,7 +19,7 @@ from iot_mlops.training.labels import compute_labels
 from iot_mlops.training.runs import log_anomaly_model, log_failure_model, model_name
 from iot_mlops.profiles.schema_types import format_duration
 
-TRIGGER_TAG = "iot_mlops/trigger"
+TRIGGER_TAG = "iot_mlops/trigger"  # "manual" on every <fleet>_retraining run that no sensor started
 REASON_TAG = "iot_mlops/reason"
 DECISION_TAG = "iot_mlops/decision_id"
 ACTOR_TAG = "iot_mlops/actor"  # who launched a manual retraining (set by the CLI)
@@ -103,7 +103,7 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
     )
     def training_dataset(context: dg.AssetExecutionContext, config: TrainingDatasetConfig, lake: LakeResource,
                          registry: RegistryResource):
-        if context.job_name == f"{fleet}_retraining" and DECISION_TAG not in context.run.tags:
+        if context.run.tags.get(TRIGGER_TAG) == "manual":  # the retraining job's own tag; sensors and replays set theirs
             log_manual_retraining(context, registry, config.reason, model_name(profile, profile.target.prediction_type))
         with lake.connect() as con:
             report = build_dataset(con, lake.lake(), profile, config.split, config.window_days)
