@@ -14,7 +14,6 @@ For every `profiles/<fleet>.yaml`:
     <fleet>_drift_sensor, _feedback_sensor, _performance_sensor, _data_quality_sensor ──► <fleet>_retraining
 """
 
-import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -39,7 +38,6 @@ from iot_mlops.scaling import distributed_jobs
 from iot_mlops.settings import get_settings
 from iot_mlops.training.assets import training_assets
 
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 def fleet_assets(profile: FleetProfile, profile_dir: Path) -> list:

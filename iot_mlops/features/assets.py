@@ -8,7 +8,7 @@ import dagster as dg
 from iot_mlops.features.compute import compute_features, lookback_days
 from iot_mlops.features.online import TABLE as ONLINE_TABLE
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.partitions import daily_partitions, partition_days, single_run_asset
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
 
@@ -23,7 +23,7 @@ def features_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsD
     reach = dg.TimeWindowPartitionMapping(start_offset=-lookback_days(profile))
     windows = ", ".join(format_duration(w) for w in spec.windows)
 
-    @dg.asset(
+    @single_run_asset(
         key=key,
         description=(
             f"Per-device features every {format_duration(spec.step)}: rolling {'/'.join(spec.aggregations)} over {windows}, "
@@ -37,7 +37,6 @@ def features_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.AssetsD
         owners=profile.owners,
         kinds={"duckdb", "parquet"},
         partitions_def=daily_partitions(profile, profile_dir),
-        backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[
             dg.AssetDep(dg.AssetKey([fleet, "telemetry"]), partition_mapping=reach),
             dg.AssetDep(dg.AssetKey([fleet, "events"]), partition_mapping=reach),

@@ -9,7 +9,7 @@ import dagster as dg
 from iot_mlops.ingestion.ingest import ingest_devices, ingest_events, ingest_telemetry
 from iot_mlops.ingestion.staging import IngestReport
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.partitions import daily_partitions, partition_days, resolve_start
+from iot_mlops.partitions import daily_partitions, partition_days, resolve_start, single_run_asset
 from iot_mlops.profiles import FleetProfile, source_folder
 from iot_mlops.sources.landing import ensure_days, ensure_devices
 from iot_mlops.profiles.schema_types import format_duration
@@ -80,14 +80,13 @@ def ingestion_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Assets
         path = lake.lake().table_file(fleet, "devices")
         return dg.MaterializeResult(metadata=report_metadata(report, path), check_results=[accounted_check(report, devices_key)])
 
-    @dg.asset(
+    @single_run_asset(
         key=telemetry_key,
         description=(
             f"Validated {format_duration(profile.sampling_interval)} telemetry of {', '.join(profile.sensor_names)}, one Parquet partition per day. "
             "Rows failing a profile rule go to the day's quarantine.parquet with their reason, published together with its valid rows."
         ),
         partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[devices_key],
         check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset=telemetry_key, description="Rows read = valid + quarantined.")],
         **common,
@@ -103,14 +102,13 @@ def ingestion_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Assets
         path = lake.lake().table_dir(fleet, "telemetry")
         return dg.MaterializeResult(metadata=report_metadata(report, path), check_results=[accounted_check(report, telemetry_key)])
 
-    @dg.asset(
+    @single_run_asset(
         key=events_key,
         description=(
             "Failures (component), maintenance (component) and error (code) events, one table with kind and value. "
             "The first partition also carries the history from before it."
         ),
         partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[devices_key],
         check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset=events_key, description="Rows read = valid + quarantined.")],
         **common,

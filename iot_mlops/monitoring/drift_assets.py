@@ -39,7 +39,7 @@ from iot_mlops.monitoring.verdicts import (
     explanation,
 )
 from iot_mlops.monitoring.sensor_features import drift_overrides
-from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.partitions import daily_partitions, partition_days, single_run_asset
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import ModelRegistry, run_page_url
 from iot_mlops.registry.resource import RegistryResource
@@ -160,9 +160,9 @@ def drift_assets(profile: FleetProfile, profile_dir: Path) -> list:
     fleet, spec = profile.name, profile.monitoring.drift
     key = dg.AssetKey([fleet, "drift_report"])
 
-    @dg.asset(
+    @single_run_asset(
         key=key, kinds={"duckdb", "parquet", "evidently"}, group_name=fleet, owners=profile.owners,
-        partitions_def=daily_partitions(profile, profile_dir), backfill_policy=dg.BackfillPolicy.single_run(),
+        partitions_def=daily_partitions(profile, profile_dir),
         deps=[dg.AssetKey([fleet, "features"]), dg.AssetKey([fleet, "training_dataset"])],
         description=(
             f"Each feature of the day against the training reference profile: PSI on the reference's {spec.bins} quantile "

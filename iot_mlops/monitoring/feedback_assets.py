@@ -10,7 +10,7 @@ from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring import feedback as fbs
 from iot_mlops.monitoring import performance as perf
 from iot_mlops.monitoring.resource import StoreResource
-from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.partitions import daily_partitions, partition_days, single_run_asset
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
 
@@ -25,11 +25,10 @@ def monitoring_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Asset
     partitions = daily_partitions(profile, profile_dir)
     key = lambda name: dg.AssetKey([fleet, name])  # noqa: E731
     # Single-run backfills like the other daily assets; a range run's headline metadata is its last day's.
-    single_run = dg.BackfillPolicy.single_run()
 
-    @dg.asset(
+    @single_run_asset(
         key=key(fbs.TABLE), group_name=fleet, owners=profile.owners, kinds={"duckdb", "parquet"}, partitions_def=partitions,
-        backfill_policy=single_run, deps=[key("predictions"), key("features"), key("devices")],
+        deps=[key("predictions"), key("features"), key("devices")],
         description=(
             "Feedback received on the day (and everything up to it): counts by type, mean rating, false-positive rate "
             "among alerts by device model and predicted component, devices with repeated false positives, and the "
@@ -59,9 +58,9 @@ def monitoring_assets(profile: FleetProfile, profile_dir: Path) -> list[dg.Asset
             "lake_path": dg.MetadataValue.path(str(lake.lake().table_dir(fleet, fbs.TABLE))),
         })
 
-    @dg.asset(
+    @single_run_asset(
         key=key(perf.TABLE), group_name=fleet, owners=profile.owners, kinds={"duckdb", "parquet"}, partitions_def=partitions,
-        backfill_policy=single_run, deps=[key("predictions"), key("events")],
+        deps=[key("predictions"), key("events")],
         description=(
             f"Live performance per model version over matured predictions only (horizon {format_duration(profile.target.horizon)} passed and "
             "covered by ingested events): row-level precision and recall per component and overall, event-level recall, "

@@ -11,7 +11,7 @@ from iot_mlops.monitoring.quality import (
     CHECKS, ERROR, OK, TABLE, WARN, QualityResult, check_partition, worst,
 )
 from iot_mlops.monitoring.quality_store import stored_results, write_quality
-from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.partitions import daily_partitions, partition_days, single_run_asset
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
 
@@ -115,7 +115,7 @@ def quality_assets(profile: FleetProfile, profile_dir: Path) -> list:
                 if result.check in selected:
                     yield evaluation(result, telemetry_key, day, one_day=context.has_partition_key)
 
-    @dg.asset(
+    @single_run_asset(
         key=key,
         description=(
             "One row per telemetry data-quality check and day (stuck sensors, dropouts, out-of-range share, spike rate, "
@@ -125,7 +125,6 @@ def quality_assets(profile: FleetProfile, profile_dir: Path) -> list:
         owners=profile.owners,
         kinds={"duckdb", "parquet"},
         partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         deps=[telemetry_key, dg.AssetKey([fleet, "devices"])],
     )
     def data_quality(context: dg.AssetExecutionContext, lake: LakeResource):

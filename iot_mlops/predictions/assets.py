@@ -8,7 +8,7 @@ import pandas as pd
 from iot_mlops.lake import atomic_write
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.opstore.predictions import PredictionLog
-from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.partitions import daily_partitions, partition_days, single_run_asset
 from iot_mlops.predictions.batch import score
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import CHAMPION, ModelNotFound
@@ -19,9 +19,9 @@ from iot_mlops.training.runs import model_name
 def prediction_assets(profile: FleetProfile, profile_dir: Path) -> list:
     fleet = profile.name
 
-    @dg.asset(
+    @single_run_asset(
         key=dg.AssetKey([fleet, "predictions"]), group_name=fleet, owners=profile.owners, kinds={"scikitlearn", "parquet"},
-        partitions_def=daily_partitions(profile, profile_dir), backfill_policy=dg.BackfillPolicy.single_run(),
+        partitions_def=daily_partitions(profile, profile_dir),
         deps=[dg.AssetKey([fleet, "features"]), dg.AssetKey([fleet, "champion_gate"])],
         description=(
             "The champion scores the day's feature rows: probability and alert per component, predicted component, "

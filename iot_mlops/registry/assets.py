@@ -46,10 +46,10 @@ def gate_assets(profile: FleetProfile, profile_dir: Path) -> list:
         holdout = frame[frame["split"] == "test"]
         failures = failures_frame(lake, fleet)
         store, log = registry.registry(), registry.decision_log()
-        actor = f"champion_gate:{trigger(context)}:{context.run_id[:8]}"
+        actor = f"champion_gate:{trigger(context)}:{context.run.run_id[:8]}"
         # Links the gate's decision to the decision that started this run: a sensor's (run tag) or a manual one (same run).
         started_by = context.run.tags.get(DECISION_TAG) or next(
-            (str(d.id) for d in log.list(fleet=fleet, actions={"retrain_triggered"}) if d.run_id == context.run_id), None)
+            (str(d.id) for d in log.list(fleet=fleet, actions={"retrain_triggered"}) if d.run_id == context.run.run_id), None)
         triggered_by = {"trigger": trigger(context), "trigger_decision_id": started_by}
         policies = {
             profile.target.prediction_type: GatePolicy("macro_f1", config.margin, config.floor, config.recall_tolerance,
@@ -58,7 +58,7 @@ def gate_assets(profile: FleetProfile, profile_dir: Path) -> list:
         }
         outcomes = [
             gate_model(store, log, profile=profile, name=model_name(profile, kind), kind=kind, holdout=holdout,
-                       failures=failures, policy=policy, actor=actor, run_id=context.run_id, context=triggered_by)
+                       failures=failures, policy=policy, actor=actor, run_id=context.run.run_id, context=triggered_by)
             for kind, policy in policies.items()
         ]
         metadata, below = {}, []

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.reference import write_reference_profile
-from iot_mlops.partitions import daily_partitions, partition_days
+from iot_mlops.partitions import daily_partitions, partition_days, single_run_asset
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import artifact_file_url, run_page_url
 from iot_mlops.registry.resource import RegistryResource
@@ -55,9 +55,9 @@ def log_manual_retraining(context: dg.AssetExecutionContext, registry: RegistryR
     if not reason.strip():
         raise dg.Failure(description=f"a manual retraining needs a reason: set `reason` in the config of {fleet}/training_dataset",
                          allow_retries=False)
-    actor = context.run.tags.get(ACTOR_TAG) or f"dagster:{context.run_id[:8]}"
+    actor = context.run.tags.get(ACTOR_TAG) or f"dagster:{context.run.run_id[:8]}"
     registry.decision_log().record(fleet, "retrain_triggered", reason.strip(), actor,
-                                   model_name=name, run_id=context.run_id, details={"sensor": "manual"})
+                                   model_name=name, run_id=context.run.run_id, details={"sensor": "manual"})
 
 
 def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
@@ -68,9 +68,8 @@ def training_assets(profile: FleetProfile, profile_dir: Path) -> list:
     horizon_days = math.ceil(profile.target.horizon.total_seconds() / 86400)
     future = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=horizon_days)
 
-    @dg.asset(
+    @single_run_asset(
         key=key("labels"), kinds={"duckdb", "parquet"}, partitions_def=daily_partitions(profile, profile_dir),
-        backfill_policy=dg.BackfillPolicy.single_run(),
         description=(
             f"Per feature row: which component fails within {format_duration(profile.target.horizon)} ({', '.join(profile.components)}). "
             "Rows whose horizon reaches past the ingested events have NULL labels and label_complete = false; "
