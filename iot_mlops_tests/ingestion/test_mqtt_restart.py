@@ -21,7 +21,7 @@ from iot_mlops.ingestion.assets import ACCOUNTED
 from iot_mlops.ingestion.sources import landing_parts
 from iot_mlops.sources.mqtt_publish import publish
 from iot_mlops_tests.fleet import Fleet, check_results, stamp
-from iot_mlops_tests.ingestion.test_mqtt import DAY, HOST, PORT, broker, folder_of, landed, mqtt_fleet, today  # noqa: F401
+from iot_mlops_tests.ingestion.test_mqtt import DAY, HOST, PORT, folder_of, landed, today
 
 DEVICES = [f"p{i:03d}" for i in range(70)]
 VALID, BAD_EVERY = 99_000, 100  # 99,000 readings and 1,000 bad messages, one in every 100
