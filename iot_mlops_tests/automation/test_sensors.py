@@ -47,6 +47,7 @@ def tick(defs: dg.Definitions, fleet: str, sensor: str, instance: dg.DagsterInst
         return defs.resolve_sensor_def(f"{fleet}_{sensor}").evaluate_tick(context)
 
 
+@pytest.mark.slow
 def test_storm_of_evaluations_requests_one_run(failing_fleet):
     defs, fleet = failing_fleet
     instance = dg.DagsterInstance.ephemeral()
@@ -80,6 +81,7 @@ def test_a_queued_run_blocks_a_second_condition(failing_fleet):
     assert not data.run_requests and "already queued or running" in data.skip_message
 
 
+@pytest.mark.slow
 def test_calm_fleet_decides_nothing(fleet: Fleet, tmp_path: Path):
     fleet.materialize("devices", "telemetry", "events", days=(DAYS[0], DAYS[1]))
     profile = fleet.profile()

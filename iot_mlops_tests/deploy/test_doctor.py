@@ -66,6 +66,7 @@ def test_embedded_setup_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert (tmp_path / "data" / "operational.db").is_file() and (tmp_path / "data" / "mlflow" / "mlflow.db").is_file()
 
 
+@pytest.mark.integration
 def test_production_setup_on_postgres_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with postgres_databases("dagster", "store", "mlflow") as db:
         production_home(tmp_path, monkeypatch, db["dagster"].replace("postgresql://", "postgresql+psycopg2://"))
@@ -129,6 +130,7 @@ def test_passwords_are_masked():
     assert mask("pyamqp://guest@h//") == "pyamqp://guest@h//"
 
 
+@pytest.mark.integration
 def test_doctor_never_prints_a_password(monkeypatch: pytest.MonkeyPatch):
     password = "PLANTED-s3cret"
     with postgres_databases("store", "mlflow") as db:

@@ -56,6 +56,7 @@ def test_every_step_has_a_crash_case():
     assert {step for step, _ in CRASHES} == set(STEPS)
 
 
+@pytest.mark.slow  # each case starts, kills and restarts an ingester process
 @pytest.mark.parametrize(("step", "nth"), CRASHES, ids=[f"{s}-{n}" for s, n in CRASHES])
 def test_a_crash_at_any_step_loses_nothing_and_lands_nothing_twice(mqtt_fleet: Fleet, tmp_path: Path, step: str, nth: int):
     folder = folder_of(mqtt_fleet)

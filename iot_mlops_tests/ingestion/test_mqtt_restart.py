@@ -62,7 +62,7 @@ def stream() -> list[tuple[str, bytes]]:
 
 
 @pytest.fixture
-def ingesters(mqtt_fleet: Fleet) -> Iterator[list[subprocess.Popen]]:  # noqa: F811
+def ingesters(mqtt_fleet: Fleet) -> Iterator[list[subprocess.Popen]]:
     """Ingester processes started by the test, killed if still running at the end."""
     procs: list[subprocess.Popen] = []
     yield procs
@@ -94,7 +94,8 @@ def wait_for(condition, seconds: float, what: str) -> None:
         time.sleep(0.01)
 
 
-def test_100k_messages_land_exactly_once_across_a_killed_ingester(mqtt_fleet: Fleet, ingesters, tmp_path: Path):  # noqa: F811
+@pytest.mark.slow
+def test_100k_messages_land_exactly_once_across_a_killed_ingester(mqtt_fleet: Fleet, ingesters, tmp_path: Path):
     fleet = mqtt_fleet
     fleet.spec["sampling_interval"] = "1min"
     fleet.write_profile()

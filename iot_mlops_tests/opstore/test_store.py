@@ -19,7 +19,7 @@ from iot_mlops_tests.opstore.writers import T0, add_feedback, prediction_frame, 
 COMPONENTS = ["heating_element", "valve"]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store' / 'operational.db'}"
@@ -142,6 +142,7 @@ def test_feedback_since_counts_and_false_positive_rate_among_alerts(url: str):
     assert store.feedback_since("other", since).by_type["false_positive"] == 1
 
 
+@pytest.mark.slow
 def test_concurrent_writer_processes_lose_nothing(url: str):
     PredictionLog(url).record_batch("wh", prediction_frame(10))
     spawn = multiprocessing.get_context("spawn")
