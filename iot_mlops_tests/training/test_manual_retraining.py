@@ -27,7 +27,6 @@ def failed_step_message(result: dg.ExecuteInProcessResult, step: str) -> str:
     return next(e.event_specific_data.error.message for e in result.all_events if e.is_step_failure and e.step_key == step)
 
 
-@pytest.mark.slow
 def test_manual_retraining_without_a_reason_is_refused_and_logs_nothing(tiny: TinyPipeline):
     assert tiny.run(*INGEST, days=ALL_DAYS).success and tiny.run("labels", days=ALL_DAYS).success
     result = retrain(tiny, None)
@@ -36,7 +35,6 @@ def test_manual_retraining_without_a_reason_is_refused_and_logs_nothing(tiny: Ti
     assert tiny.registry.decision_log().list(fleet=tiny.name) == []
 
 
-@pytest.mark.slow
 def test_manual_retraining_logs_its_reason_and_run(tiny: TinyPipeline):
     assert tiny.run(*INGEST, days=ALL_DAYS).success and tiny.run("labels", days=ALL_DAYS).success
     result = retrain(tiny, "new firmware on every pump")
@@ -47,7 +45,6 @@ def test_manual_retraining_logs_its_reason_and_run(tiny: TinyPipeline):
     assert f"{tiny.name}__training_dataset" in steps
 
 
-@pytest.mark.slow
 def test_cli_retraining_logs_inside_its_run_and_reports_each_step(tiny: TinyPipeline):
     assert tiny.run(*INGEST, days=ALL_DAYS).success and tiny.run("labels", days=ALL_DAYS).success
     events: list[tuple[str, str, float]] = []
