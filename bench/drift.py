@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import peak_rss_mb, spawn_worker
+from harness import peak_rss_mb, spawn_worker  # noqa: E402 - found through the sys.path entry above
 
 SIDES = ("ours_reference", "ours", "evidently")
 KS = ["n03", "n04", "n05"]

@@ -228,11 +228,10 @@ def build_water_heaters(workdir: Path, devices: int, history_days: int, simulato
     import duckdb
     import pandas as pd
     import pyarrow as pa
+    import yaml
 
     from iot_mlops.lake import Lake, sql_str
     from iot_mlops.profiles import load_profile
-
-    import yaml
 
     # The pandas peers implement the window, step and event features: device-relative ones are left out on every side.
     shipped = yaml.safe_load((PROFILES / "water_heaters.yaml").read_text())

@@ -453,8 +453,8 @@ def ineq_join_sql(case: Case, features: str, labels: str) -> str:
     """Feast's point-in-time join in DuckDB: every feature row in the TTL window, newest kept."""
     from iot_mlops.features.sql import interval
     from iot_mlops.lake import sql_str
-    from iot_mlops.training.labels import label_column
     from iot_mlops.training.dataset import split_sql
+    from iot_mlops.training.labels import label_column
 
     profile, bounds, start, end = load_case(case)
     max_age = interval(profile.features.max_age)

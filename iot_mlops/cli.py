@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import warnings
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Optional
@@ -94,7 +93,6 @@ def demo(
     drift_days: Annotated[int, typer.Option(min=1, help="Last days with drift: a batch of new-model heaters joins the fleet.")] = 4,
 ) -> None:
     """Simulate a water-heater fleet and run the whole loop: history, first model, nights with drift, retraining."""
-    warnings.filterwarnings("ignore")
     from iot_mlops.demo import format_summary, run_demo
 
     summary = run_demo(devices=devices, days=days, end=end.date() if end else None, nights=nights, drift_days=drift_days,
@@ -141,7 +139,6 @@ def evaluate(
     search_iterations: Annotated[int, typer.Option(min=1)] = 3,
 ) -> None:
     """Train our model and the reference recipe on the same split of the fleet's data; compare them on the same rows."""
-    warnings.filterwarnings("ignore")
     from iot_mlops.ingestion.sources import SourceError
     from iot_mlops.lake import Lake
     from iot_mlops.profiles import ProfileError, load_profiles

@@ -14,7 +14,6 @@ For every `profiles/<fleet>.yaml`:
     <fleet>_drift_sensor, _feedback_sensor, _performance_sensor, _data_quality_sensor ──► <fleet>_retraining
 """
 
-import warnings
 
 import dagster as dg
 
@@ -36,8 +35,6 @@ from iot_mlops.registry.jobs import rollback_model
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.settings import CelerySettings, get_settings
 from iot_mlops.training.assets import training_assets
-
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 ASSET_FACTORIES = (ingestion_assets, quality_assets, features_assets, training_assets, gate_assets, prediction_assets,
                    drift_assets, monitoring_assets)

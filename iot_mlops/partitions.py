@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -104,6 +105,13 @@ def daily_partitions(profile: FleetProfile, profile_dir: Path) -> dg.DailyPartit
             log.warning("%s: no telemetry found under %s; showing only the first partition", profile.name, folder)
         end = max(last or first, first)
     return dg.DailyPartitionsDefinition(start_date=start, end_date=(end + timedelta(days=1)).isoformat(), timezone="UTC")
+
+
+def daily_asset(**kwargs):
+    """`dg.asset` with the deployment's backfill policy (a beta parameter in Dagster 1.13, its warning silenced here)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Parameter `backfill_policy`", dg.BetaWarning)
+        return dg.asset(backfill_policy=backfill_policy(), **kwargs)
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[date]:

@@ -15,12 +15,24 @@ import pytest
 from iot_mlops.features.assets import features_assets
 from iot_mlops.ingestion.assets import ingestion_assets
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.profiles import FleetProfile, load_profile, source_folder
 from iot_mlops.partitions import FleetContext
-from iot_mlops_tests.training import pipeline
+from iot_mlops.profiles import FleetProfile, load_profile, source_folder
 from iot_mlops_tests.fleet import PROFILES, RANGE_END, RANGE_START, Fleet
+from iot_mlops_tests.training import pipeline
 
 AZURE_FILES = ("telemetry.parquet", "machines.parquet", "errors.parquet", "maint.parquet", "failures.parquet")
+# A test asking for one of these needs a service (integration), or pays for the Azure backfill or training (slow).
+INTEGRATION_FIXTURES = {"postgres_url", "broker", "mqtt_fleet"}
+SLOW_FIXTURES = {"azure_backfill", "azure_lake", "azure_labelled", "azure_trained"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & INTEGRATION_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+        if fixtures & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

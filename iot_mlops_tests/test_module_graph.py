@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "iot_mlops"
 DEFINITIONS = "iot_mlops.definitions"
@@ -169,6 +171,7 @@ def third_party_imports() -> list[str]:
     return sorted(n for n in names if n.split(".")[0] not in sys.stdlib_module_names)
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone_in_a_fresh_interpreter(tmp_path):
     env = {**os.environ, "IOT_MLOPS_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
     job = json.dumps([sorted(set(module_files()) - {ALEMBIC_SCRIPT}), third_party_imports(), 2 * (os.cpu_count() or 1)])

@@ -59,6 +59,7 @@ def step_failure(result: dg.ExecuteInProcessResult) -> str:
     return failure.step_failure_data.error.to_string()
 
 
+@pytest.mark.integration
 def test_planted_passwords_never_reach_run_storage_or_the_event_log(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     from iot_mlops.definitions import build_definitions
 

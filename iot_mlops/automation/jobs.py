@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from iot_mlops.names import DAILY, RETRAINING, TRAINING, daily_job, retraining_job, training_job
+from iot_mlops.names import DAILY, RETRAINING, TRAINING, TRIGGER_TAG, daily_job, retraining_job, training_job
 from iot_mlops.partitions import FleetContext
 
 
@@ -25,6 +25,7 @@ def fleet_jobs(ctx: FleetContext) -> list[dg.UnresolvedAssetJobDefinition]:
             retraining_job(fleet), selection=select(RETRAINING),
             # Its steps run one after another: a process per step would only add a code load (about 5 s) to each.
             executor_def=dg.in_process_executor,
+            run_tags={TRIGGER_TAG: "manual"},  # a sensor's run request names its own trigger instead
             description=(f"Retrain {fleet}'s failure model on current data and gate it. Sensors start it with their reason; "
                          f"by hand, set `reason` in the config of {fleet}/training_dataset (or `iot-mlops retrain`)."),
         ),

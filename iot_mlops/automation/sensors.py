@@ -17,11 +17,11 @@ from iot_mlops.monitoring.resource import StoreResource
 from iot_mlops.names import FLEET_TAG, model_name, op_name, retraining_job, sensor_name
 from iot_mlops.partitions import FleetContext
 from iot_mlops.profiles import FleetProfile
+from iot_mlops.profiles.schema_types import format_duration
 from iot_mlops.registry.mlflow_service import CHAMPION, ModelNotFound
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.settings import get_settings
 from iot_mlops.training.dataset import DatasetError, load_dataset_report
-from iot_mlops.profiles.schema_types import format_duration
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]

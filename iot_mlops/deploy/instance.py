@@ -46,9 +46,7 @@ def dagster_home() -> tuple[Path | None, str]:
 
 
 def check_dagster(ctx: Context) -> list[Check]:
-    from dagster import DagsterInstance
-    from dagster._core.errors import DagsterInvalidConfigError
-    from dagster._core.instance.config import dagster_instance_config
+    from dagster import DagsterInstance, DagsterInvalidConfigError
 
     home, source = dagster_home()
     name, setup = "dagster instance", "mkdir -p DIR, copy deploy/dagster.yaml there and export DAGSTER_HOME=DIR"
@@ -67,12 +65,6 @@ def check_dagster(ctx: Context) -> list[Check]:
     if missing:
         return [Check(name, FAIL, f"{config} reads {', '.join(missing)} from the environment, not set",
                       f"set them (see {ENV_FILE})")]
-    try:
-        dagster_instance_config(str(home))
-    except DagsterInvalidConfigError as error:
-        found = "; ".join(e.message for e in error.errors) or str(error)
-        return [Check(name, FAIL, f"{config} is not a valid instance configuration: {' '.join(found.split())}",
-                      "compare it with deploy/dagster.yaml")]
     storage = next(iter(raw.get("storage") or {"sqlite": None}))
     if storage == "postgres":
         pg = raw["storage"]["postgres"]
@@ -90,7 +82,13 @@ def check_dagster(ctx: Context) -> list[Check]:
         problem = isinstance(base, str) and probes.writable(Path(base))
         if problem:
             return [Check(name, FAIL, f"{section}: {problem}", "point IOT_MLOPS_DAGSTER_DIR at a folder this user can write")]
-    with DagsterInstance.from_config(str(home)) as instance:
+    try:  # Dagster validates the whole file before it opens any storage
+        instance = DagsterInstance.from_config(str(home))
+    except DagsterInvalidConfigError as error:
+        found = "; ".join(e.message for e in error.errors) or str(error)
+        return [Check(name, FAIL, f"{config} is not a valid instance configuration: {' '.join(found.split())}",
+                      "compare it with deploy/dagster.yaml")]
+    with instance:
         runs = instance.get_runs_count()
         coordinator = instance.run_coordinator
         queue = instance.get_concurrency_config().run_queue_config  # the concurrency section, over the coordinator's own

@@ -8,7 +8,7 @@ import dagster as dg
 from iot_mlops.features.compute import compute_features, lookback_days
 from iot_mlops.features.online import TABLE as ONLINE_TABLE
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
+from iot_mlops.partitions import FleetContext, daily_asset, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
 
@@ -22,7 +22,7 @@ def features_assets(ctx: FleetContext) -> list[dg.AssetsDefinition]:
     reach = dg.TimeWindowPartitionMapping(start_offset=-lookback_days(profile))
     windows = ", ".join(format_duration(w) for w in spec.windows)
 
-    @dg.asset(
+    @daily_asset(
         key=key,
         description=(
             f"Per-device features every {format_duration(spec.step)}: rolling {'/'.join(spec.aggregations)} over {windows}, "
@@ -36,7 +36,6 @@ def features_assets(ctx: FleetContext) -> list[dg.AssetsDefinition]:
         owners=profile.owners,
         kinds={"duckdb", "parquet"},
         partitions_def=ctx.partitions,
-        backfill_policy=backfill_policy(),
         deps=[dg.AssetDep(ctx.key("telemetry"), partition_mapping=reach), dg.AssetDep(ctx.key("events"), partition_mapping=reach),
               ctx.key("devices"), *_earlier_days(key, spec.baseline_reach)],
         check_specs=[dg.AssetCheckSpec(UNIQUE, asset=key, description="No two feature rows share device and time.")],

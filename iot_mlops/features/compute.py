@@ -14,8 +14,18 @@ import pyarrow.compute as pc
 
 from iot_mlops.features.online import update_online_features
 from iot_mlops.features.relative import baseline_sql, cohort_sql, history_days, relative_columns
-from iot_mlops.features.sql import (DECIMALS, bucket_sql, event_sql, event_state_sql, first_label_at_or_after, ident, label_of,
-                                    rolling_sql, step_sql, window_sql)
+from iot_mlops.features.sql import (
+    DECIMALS,
+    bucket_sql,
+    event_sql,
+    event_state_sql,
+    first_label_at_or_after,
+    ident,
+    label_of,
+    rolling_sql,
+    step_sql,
+    window_sql,
+)
 from iot_mlops.lake import Lake, parquet
 from iot_mlops.profiles.schema import FleetProfile
 

@@ -9,10 +9,10 @@ import dagster as dg
 from iot_mlops.ingestion.ingest import ingest_devices, ingest_events, ingest_telemetry
 from iot_mlops.ingestion.staging import IngestReport
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
+from iot_mlops.partitions import FleetContext, daily_asset, partition_days
 from iot_mlops.profiles import source_folder
-from iot_mlops.sources.landing import ensure_days, ensure_devices
 from iot_mlops.profiles.schema_types import format_duration
+from iot_mlops.sources.landing import ensure_days, ensure_devices
 
 ACCOUNTED = "rows_accounted_for"
 
@@ -78,14 +78,13 @@ def ingestion_assets(ctx: FleetContext) -> list[dg.AssetsDefinition]:
         path = lake.lake().table_file(fleet, "devices")
         return dg.MaterializeResult(metadata=report_metadata(report, path), check_results=[accounted_check(report, devices_key)])
 
-    @dg.asset(
+    @daily_asset(
         key=telemetry_key,
         description=(
             f"Validated {format_duration(profile.sampling_interval)} telemetry of {', '.join(profile.sensor_names)}, one Parquet partition per day. "
             "Rows failing a profile rule go to the day's quarantine.parquet with their reason, published together with its valid rows."
         ),
         partitions_def=partitions,
-        backfill_policy=backfill_policy(),
         deps=[devices_key],
         check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset=telemetry_key, description="Rows read = valid + quarantined.")],
         **common,
@@ -101,14 +100,13 @@ def ingestion_assets(ctx: FleetContext) -> list[dg.AssetsDefinition]:
         path = lake.lake().table_dir(fleet, "telemetry")
         return dg.MaterializeResult(metadata=report_metadata(report, path), check_results=[accounted_check(report, telemetry_key)])
 
-    @dg.asset(
+    @daily_asset(
         key=events_key,
         description=(
             "Failures (component), maintenance (component) and error (code) events, one table with kind and value. "
             "The first partition also carries the history from before it."
         ),
         partitions_def=partitions,
-        backfill_policy=backfill_policy(),
         deps=[devices_key],
         check_specs=[dg.AssetCheckSpec(ACCOUNTED, asset=events_key, description="Rows read = valid + quarantined.")],
         **common,

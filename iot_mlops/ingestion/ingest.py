@@ -7,9 +7,28 @@ from pathlib import Path
 
 import duckdb
 
-from iot_mlops.ingestion.rules import Layer, NumericColumn, device_expr, device_rules, numeric_reasons, number_expr, text_expr, timestamp_layers, timestamp_rules
+from iot_mlops.ingestion.rules import (
+    Layer,
+    NumericColumn,
+    device_expr,
+    device_rules,
+    number_expr,
+    numeric_reasons,
+    text_expr,
+    timestamp_layers,
+    timestamp_rules,
+)
 from iot_mlops.ingestion.sources import SourceError, SourceFile, source_files
-from iot_mlops.ingestion.staging import IngestReport, day_batches, day_expr, outside_day, quarantine_query, stage, staged_counts, write_days
+from iot_mlops.ingestion.staging import (
+    IngestReport,
+    day_batches,
+    day_expr,
+    outside_day,
+    quarantine_query,
+    stage,
+    staged_counts,
+    write_days,
+)
 from iot_mlops.lake import DATA_FILE, QUARANTINE_FILE, Lake, ident, parquet, row_count, sql_str
 from iot_mlops.partitions import fixed_end, future_limit
 from iot_mlops.profiles.schema import FleetProfile

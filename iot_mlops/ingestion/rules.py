@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-
 from iot_mlops.lake import connect, ident, sql_str
 from iot_mlops.profiles.schema_types import DEVICE_ID
 

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from iot_mlops.lake import Lake, connect, sql_str
-from iot_mlops.monitoring.stattests import chi_square, psi
 from iot_mlops.monitoring.reference import (
     FeatureReference,
     ReferenceProfile,
@@ -32,6 +31,7 @@ from iot_mlops.monitoring.reference import (
 )
 from iot_mlops.monitoring.seasonal import deseasonalized, seasonal_signals
 from iot_mlops.monitoring.sensor_features import DriftOverrides
+from iot_mlops.monitoring.stattests import chi_square, psi
 from iot_mlops.profiles.monitoring import DriftSpec
 
 TABLE = "drift_report"

@@ -13,11 +13,18 @@ from pydantic import Field
 from iot_mlops.lake import Lake
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.drift import TABLE, DriftResult, compute_drift, day_relation, strength, write_drift_report
-from iot_mlops.monitoring.evidently_report import REPORT_FILE, EvidentlyResult, day_sample, run_evidently, save_report, shown_columns
+from iot_mlops.monitoring.evidently_report import (
+    REPORT_FILE,
+    EvidentlyResult,
+    day_sample,
+    run_evidently,
+    save_report,
+    shown_columns,
+)
 from iot_mlops.monitoring.reference import ReferenceProfile, load_reference_profile, load_reference_sample
-from iot_mlops.monitoring.verdicts import VerdictComparison, compare_verdicts, explanation
 from iot_mlops.monitoring.sensor_features import drift_overrides
-from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
+from iot_mlops.monitoring.verdicts import VerdictComparison, compare_verdicts, explanation
+from iot_mlops.partitions import FleetContext, daily_asset, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.registry.mlflow_service import ModelRegistry, run_page_url
 from iot_mlops.registry.resource import RegistryResource
@@ -137,9 +144,9 @@ def drift_assets(ctx: FleetContext) -> list:
     """The drift_report asset of one fleet."""
     profile, fleet, spec, key = ctx.profile, ctx.fleet, ctx.profile.monitoring.drift, ctx.key(TABLE)
 
-    @dg.asset(
+    @daily_asset(
         key=key, kinds={"duckdb", "parquet", "evidently"}, group_name=fleet, owners=profile.owners,
-        partitions_def=ctx.partitions, backfill_policy=backfill_policy(),
+        partitions_def=ctx.partitions,
         deps=ctx.keys(("features", "training_dataset")),
         description=(
             f"Each feature of the day against the training reference profile: PSI on the reference's {spec.bins} quantile "

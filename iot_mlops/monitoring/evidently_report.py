@@ -13,8 +13,8 @@ import pandas as pd
 
 from iot_mlops.lake import atomic_write
 from iot_mlops.monitoring.drift import DriftError, DriftResult, strength
-from iot_mlops.monitoring.seasonal import deseasonalized
 from iot_mlops.monitoring.reference import ReferenceProfile, sample_sql
+from iot_mlops.monitoring.seasonal import deseasonalized
 from iot_mlops.profiles.monitoring import DriftSpec
 
 REPORT_FILE = "evidently.html"

@@ -9,7 +9,7 @@ from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring import feedback as fbs
 from iot_mlops.monitoring import performance as perf
 from iot_mlops.monitoring.resource import StoreResource
-from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
+from iot_mlops.partitions import FleetContext, daily_asset, partition_days
 from iot_mlops.profiles.schema_types import format_duration
 
 
@@ -21,11 +21,10 @@ def monitoring_assets(ctx: FleetContext) -> list[dg.AssetsDefinition]:
     """feedback_summary and model_performance of one fleet, keys prefixed by the fleet name."""
     profile, fleet, partitions, key = ctx.profile, ctx.fleet, ctx.partitions, ctx.key
     # Range runs like the other daily assets; a range run's headline metadata is its last day's.
-    policy = backfill_policy()
 
-    @dg.asset(
+    @daily_asset(
         key=key(fbs.TABLE), group_name=fleet, owners=profile.owners, kinds={"duckdb", "parquet"}, partitions_def=partitions,
-        backfill_policy=policy, deps=[key("predictions"), key("features"), key("devices")],
+        deps=[key("predictions"), key("features"), key("devices")],
         description=(
             "Feedback received on the day (and everything up to it): counts by type, mean rating, false-positive rate "
             "among alerts by device model and predicted component, devices with repeated false positives, and the "
@@ -55,9 +54,9 @@ def monitoring_assets(ctx: FleetContext) -> list[dg.AssetsDefinition]:
             "lake_path": dg.MetadataValue.path(str(lake.lake().table_dir(fleet, fbs.TABLE))),
         })
 
-    @dg.asset(
+    @daily_asset(
         key=key(perf.TABLE), group_name=fleet, owners=profile.owners, kinds={"duckdb", "parquet"}, partitions_def=partitions,
-        backfill_policy=policy, deps=[key("predictions"), key("events")],
+        deps=[key("predictions"), key("events")],
         description=(
             f"Live performance per model version over matured predictions only (horizon {format_duration(profile.target.horizon)} passed and "
             "covered by ingested events): row-level precision and recall per component and overall, event-level recall, "

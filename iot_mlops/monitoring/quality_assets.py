@@ -6,15 +6,10 @@ from pathlib import Path
 
 import dagster as dg
 
-# Not exported by dagster: the pointer that makes a check evaluation current for its partition.
-from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
-
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.monitoring.quality import (
-    CHECKS, ERROR, OK, TABLE, WARN, QualityResult, check_partition, worst,
-)
+from iot_mlops.monitoring.quality import CHECKS, ERROR, OK, TABLE, WARN, QualityResult, check_partition, worst
 from iot_mlops.monitoring.quality_store import stored_results, write_quality
-from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
+from iot_mlops.partitions import FleetContext, daily_asset, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
 
@@ -44,27 +39,21 @@ def check_metadata(result: QualityResult) -> dict[str, object]:
     }
 
 
-def evaluation(result: QualityResult, key: dg.AssetKey, day: date, instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation:
-    """The check's result for one partition, pointing at that partition's latest materialization.
+def evaluation(result: QualityResult, key: dg.AssetKey, day: date, one_day: bool) -> dg.AssetCheckResult | dg.AssetCheckEvaluation:
+    """The check's result for one day of the run.
 
-    An AssetCheckResult cannot name its partition, and a range run covers several days.
+    In a one-partition run Dagster points the result at that partition's materialization. An AssetCheckResult cannot name
+    its partition, so a range run yields evaluations naming their day, without that pointer (no public API sets it).
     """
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day.isoformat()]), limit=1).records
-    target = (
-        AssetCheckEvaluationTargetMaterializationData(storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp)
-        if records
-        else None
-    )
-    return dg.AssetCheckEvaluation(
+    fields = dict(
         asset_key=key,
         check_name=result.check,
         passed=result.passed,
         severity=dg.AssetCheckSeverity.ERROR if result.severity == ERROR else dg.AssetCheckSeverity.WARN,
         metadata=check_metadata(result),
         description=f"{result.check} = {result.value:.4%} on {day}: {result.severity}",
-        target_materialization_data=target,
-        partition=day.isoformat(),
     )
+    return dg.AssetCheckResult(**fields) if one_day else dg.AssetCheckEvaluation(**fields, partition=day.isoformat())
 
 
 def results_table(per_day: dict[date, list[QualityResult]]) -> str:
@@ -121,9 +110,9 @@ def quality_assets(ctx: FleetContext) -> list:
                            or check_partition(con, store, profile, day, folder, carried))
             for result in results:
                 if result.check in selected:
-                    yield evaluation(result, telemetry_key, day, context.instance)
+                    yield evaluation(result, telemetry_key, day, one_day=context.has_partition_key)
 
-    @dg.asset(
+    @daily_asset(
         key=key,
         description=(
             "One row per telemetry data-quality check and day (stuck sensors, dropouts, out-of-range share, spike rate, "
@@ -133,7 +122,6 @@ def quality_assets(ctx: FleetContext) -> list:
         owners=profile.owners,
         kinds={"duckdb", "parquet"},
         partitions_def=partitions,
-        backfill_policy=backfill_policy(),
         deps=[telemetry_key, ctx.key("devices")],
     )
     def data_quality(context: dg.AssetExecutionContext, lake: LakeResource):

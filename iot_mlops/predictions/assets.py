@@ -7,7 +7,7 @@ from iot_mlops.lake import atomic_write
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.names import model_name
 from iot_mlops.opstore.predictions import PredictionLog
-from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
+from iot_mlops.partitions import FleetContext, daily_asset, partition_days
 from iot_mlops.predictions.batch import score
 from iot_mlops.registry.mlflow_service import CHAMPION, ModelNotFound
 from iot_mlops.registry.resource import RegistryResource
@@ -16,9 +16,9 @@ from iot_mlops.registry.resource import RegistryResource
 def prediction_assets(ctx: FleetContext) -> list:
     profile, fleet = ctx.profile, ctx.fleet
 
-    @dg.asset(
+    @daily_asset(
         key=ctx.key("predictions"), group_name=fleet, owners=profile.owners, kinds={"scikitlearn", "parquet"},
-        partitions_def=ctx.partitions, backfill_policy=backfill_policy(),
+        partitions_def=ctx.partitions,
         deps=ctx.keys(("features", "champion_gate")),
         description=(
             "The champion scores the day's feature rows: probability and alert per component, predicted component, "

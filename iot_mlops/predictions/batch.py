@@ -7,7 +7,6 @@ import uuid
 import numpy as np
 import pandas as pd
 
-
 NAMESPACE = uuid.UUID("6f1c2a52-8d7e-4c1b-9a43-3e0f7b1d2c55")
 
 

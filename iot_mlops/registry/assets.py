@@ -5,10 +5,9 @@ import pandas as pd
 from pydantic import Field
 
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.names import DECISION_TAG, model_name
+from iot_mlops.names import DECISION_TAG
 from iot_mlops.partitions import FleetContext
-from iot_mlops.registry.champion_gate import gate_model
-from iot_mlops.registry.gate import GatePolicy
+from iot_mlops.registry.champion_gate import gate_fleet, gate_policies
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.training.assets import failures_frame, trigger
 from iot_mlops.training.dataset import load_dataset_report
@@ -40,36 +39,18 @@ def gate_assets(ctx: FleetContext) -> list:
     def champion_gate(context: dg.AssetExecutionContext, config: GateConfig, lake: LakeResource, registry: RegistryResource):
         dataset = load_dataset_report(lake.lake(), fleet)
         frame = pd.read_parquet(dataset.path)
-        holdout = frame[frame["split"] == "test"]
-        failures = failures_frame(lake, fleet)
-        store, log = registry.registry(), registry.decision_log()
-        actor = f"champion_gate:{trigger(context)}:{context.run_id[:8]}"
+        log = registry.decision_log()
         # Links the gate's decision to the decision that started this run: a sensor's (run tag) or a manual one (same run).
         started_by = context.run.tags.get(DECISION_TAG) or next(
-            (str(d.id) for d in log.list(fleet=fleet, actions={"retrain_triggered"}) if d.run_id == context.run_id), None)
-        triggered_by = {"trigger": trigger(context), "trigger_decision_id": started_by}
-        policies = {
-            profile.target.prediction_type: GatePolicy("macro_f1", config.margin, config.floor, config.recall_tolerance,
-                                                       profile.training.max_false_alarms_per_device_month),
-            "anomaly": GatePolicy("any_failure_roc_auc", config.margin, config.anomaly_floor, 1.0),
-        }
-        outcomes = [
-            gate_model(store, log, profile=profile, name=model_name(fleet, kind), kind=kind, holdout=holdout,
-                       failures=failures, policy=policy, actor=actor, run_id=context.run_id, context=triggered_by)
-            for kind, policy in policies.items()
-        ]
-        metadata, below = {}, []
-        for o in outcomes:
-            metadata[o.model_name] = dg.MetadataValue.json({
-                "challenger": o.challenger, "champion_before": o.champion_before, "champion_after": o.champion_after,
-                "promoted": bool(o.decision and o.decision.promote), "reason": o.decision.reason if o.decision else "no challenger to gate",
-                "challenger_score": o.decision.challenger_score if o.decision else None, "champion_score": o.champion_score,
-            })
-            if o.champion_after is None or o.champion_score is None or o.champion_score < o.policy.floor:
-                below.append(o.model_name)
-        check = dg.AssetCheckResult(check_name=FLOOR_CHECK, passed=not below,
-                                    metadata={"below_floor_or_missing": dg.MetadataValue.json(below)})
-        metadata["holdout_rows"] = len(holdout)
-        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+            (str(d.id) for d in log.list(fleet=fleet, actions={"retrain_triggered"}) if d.run_id == context.run.run_id), None)
+        gate = gate_fleet(
+            registry.registry(), log, profile=profile, holdout=frame[frame["split"] == "test"], failures=failures_frame(lake, fleet),
+            policies=gate_policies(profile, config.margin, config.floor, config.recall_tolerance, config.anomaly_floor),
+            actor=f"champion_gate:{trigger(context)}:{context.run.run_id[:8]}", run_id=context.run.run_id,
+            context={"trigger": trigger(context), "trigger_decision_id": started_by},
+        )
+        check = dg.AssetCheckResult(check_name=FLOOR_CHECK, passed=not gate.below_floor,
+                                    metadata={"below_floor_or_missing": dg.MetadataValue.json(gate.below_floor)})
+        return dg.MaterializeResult(metadata=gate.metadata, check_results=[check])
 
     return [champion_gate]

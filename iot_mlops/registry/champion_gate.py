@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from iot_mlops.names import model_name
 from iot_mlops.opstore.decisions import DecisionLog
 from iot_mlops.profiles.schema import FleetProfile
 from iot_mlops.registry.gate import EVENT_RECALL, FALSE_ALARMS, GateDecision, GatePolicy, decide
@@ -61,6 +62,52 @@ def gate_model(registry: ModelRegistry, log: DecisionLog, *, profile: FleetProfi
             reject(registry, log, **moved)
             registry.delete_alias(name, CHALLENGER)
     return GateOutcome(name, challenger, champion, registry.alias_version(name, CHAMPION), decision, champion_score, policy)
+
+
+@dataclass
+class GateRun:
+    """Every model of a fleet gated on one held-out window."""
+
+    outcomes: list[GateOutcome]
+    holdout_rows: int
+
+    @property
+    def below_floor(self) -> list[str]:
+        """Models without a champion, or whose champion scores below its floor."""
+        return [o.model_name for o in self.outcomes
+                if o.champion_after is None or o.champion_score is None or o.champion_score < o.policy.floor]
+
+    @property
+    def metadata(self) -> dict[str, object]:
+        """Each model's verdict (JSON) and the held-out row count."""
+        metadata: dict[str, object] = {o.model_name: {
+            "challenger": o.challenger, "champion_before": o.champion_before, "champion_after": o.champion_after,
+            "promoted": bool(o.decision and o.decision.promote), "reason": o.decision.reason if o.decision else "no challenger to gate",
+            "challenger_score": o.decision.challenger_score if o.decision else None, "champion_score": o.champion_score,
+        } for o in self.outcomes}
+        return {**metadata, "holdout_rows": self.holdout_rows}
+
+
+def gate_policies(profile: FleetProfile, margin: float, floor: float, recall_tolerance: float,
+                  anomaly_floor: float) -> dict[str, GatePolicy]:
+    """The gate's policy per model kind: the failure model's from the profile, the anomaly model's on ROC-AUC."""
+    return {
+        profile.target.prediction_type: GatePolicy("macro_f1", margin, floor, recall_tolerance,
+                                                   profile.training.max_false_alarms_per_device_month),
+        "anomaly": GatePolicy("any_failure_roc_auc", margin, anomaly_floor, 1.0),
+    }
+
+
+def gate_fleet(registry: ModelRegistry, log: DecisionLog, *, profile: FleetProfile, policies: dict[str, GatePolicy],
+               holdout: pd.DataFrame, failures: pd.DataFrame, actor: str, run_id: str | None = None,
+               context: dict | None = None) -> GateRun:
+    """Gate each kind of model of the fleet on the same held-out rows."""
+    outcomes = [
+        gate_model(registry, log, profile=profile, name=model_name(profile.name, kind), kind=kind, holdout=holdout,
+                   failures=failures, policy=policy, actor=actor, run_id=run_id, context=context)
+        for kind, policy in policies.items()
+    ]
+    return GateRun(outcomes, len(holdout))
 
 
 def _json_safe(value):

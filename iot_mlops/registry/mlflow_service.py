@@ -8,6 +8,7 @@ import os
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -262,9 +263,12 @@ class ModelRegistry:
         # Creating the LoggedModel here pins its experiment and run without MLflow's global active run/experiment.
         logged = self.client.create_logged_model(experiment_id, name="model", source_run_id=run_id,
                                                  params=self.client.get_run(run_id).data.params)
+        with warnings.catch_warnings():
+            # MLflow advises on integer columns (they cannot hold missing values) at every model logged: advice, not a fault.
+            warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer column", UserWarning)
+            signature = infer_signature(X_example, model.predict(X_example))
         info = mlflow.sklearn.log_model(
-            model, name="model", model_id=logged.model_id, run_id=run_id,
-            signature=infer_signature(X_example, model.predict(X_example)),
+            model, name="model", model_id=logged.model_id, run_id=run_id, signature=signature,
             input_example=X_example.head(INPUT_EXAMPLE_ROWS),
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS, skops_trusted_types=trusted,
             # Explicit requirements skip MLflow's inference, which re-imports the model in a subprocess (~6 s).

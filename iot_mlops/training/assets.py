@@ -8,15 +8,15 @@ from pydantic import Field
 
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.reference import write_reference_profile
-from iot_mlops.names import ACTOR_TAG, DECISION_TAG, TRIGGER_TAG, model_name, retraining_job
-from iot_mlops.partitions import FleetContext, backfill_policy, partition_days
+from iot_mlops.names import ACTOR_TAG, TRIGGER_TAG, model_name
+from iot_mlops.partitions import FleetContext, daily_asset, partition_days
+from iot_mlops.profiles.schema_types import format_duration
 from iot_mlops.registry.mlflow_service import artifact_file_url, run_page_url
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.settings import get_settings
 from iot_mlops.training.dataset import build_dataset, load_dataset_report
 from iot_mlops.training.labels import compute_labels
 from iot_mlops.training.runs import log_anomaly_model, log_failure_model
-from iot_mlops.profiles.schema_types import format_duration
 
 
 class TrainingDatasetConfig(dg.Config):
@@ -49,9 +49,9 @@ def log_manual_retraining(context: dg.AssetExecutionContext, registry: RegistryR
     if not reason.strip():
         raise dg.Failure(description=f"a manual retraining needs a reason: set `reason` in the config of {fleet}/training_dataset",
                          allow_retries=False)
-    actor = context.run.tags.get(ACTOR_TAG) or f"dagster:{context.run_id[:8]}"
+    actor = context.run.tags.get(ACTOR_TAG) or f"dagster:{context.run.run_id[:8]}"
     registry.decision_log().record(fleet, "retrain_triggered", reason.strip(), actor,
-                                   model_name=name, run_id=context.run_id, details={"sensor": "manual"})
+                                   model_name=name, run_id=context.run.run_id, details={"sensor": "manual"})
 
 
 def training_assets(ctx: FleetContext) -> list:
@@ -61,9 +61,8 @@ def training_assets(ctx: FleetContext) -> list:
     horizon_days = math.ceil(profile.target.horizon.total_seconds() / 86400)
     future = dg.TimeWindowPartitionMapping(start_offset=0, end_offset=horizon_days)
 
-    @dg.asset(
+    @daily_asset(
         key=key("labels"), kinds={"duckdb", "parquet"}, partitions_def=ctx.partitions,
-        backfill_policy=backfill_policy(),
         description=(
             f"Per feature row: which component fails within {format_duration(profile.target.horizon)} ({', '.join(profile.components)}). "
             "Rows whose horizon reaches past the ingested events have NULL labels and label_complete = false; "
@@ -96,7 +95,7 @@ def training_assets(ctx: FleetContext) -> list:
     )
     def training_dataset(context: dg.AssetExecutionContext, config: TrainingDatasetConfig, lake: LakeResource,
                          registry: RegistryResource):
-        if context.job_name == retraining_job(fleet) and DECISION_TAG not in context.run.tags:
+        if context.run.tags.get(TRIGGER_TAG) == "manual":  # the retraining job's own tag; sensors and replays set theirs
             log_manual_retraining(context, registry, config.reason, model_name(fleet, profile.target.prediction_type))
         with lake.connect() as con:
             report = build_dataset(con, lake.lake(), profile, config.split, config.window_days)

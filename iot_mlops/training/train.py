@@ -8,8 +8,8 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from iot_mlops.profiles.schema import FleetProfile
-from iot_mlops.training.labels import label_column
 from iot_mlops.training.evaluate import Evaluation, evaluate, feature_columns, targets
+from iot_mlops.training.labels import label_column
 from iot_mlops.training.model import AlarmBudget, ModelConfig, SearchResult, build_pipeline, search, time_folds, with_thresholds
 
 

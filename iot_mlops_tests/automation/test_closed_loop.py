@@ -22,6 +22,8 @@ from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.settings import get_settings
 from iot_mlops_tests.fleet import PROFILES
 
+pytestmark = pytest.mark.slow  # days of simulated data, a retraining and its gate
+
 FLEET = "heaters"
 NIGHTS, DRIFT_DAYS = 3, 2
 

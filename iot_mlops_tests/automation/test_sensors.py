@@ -11,10 +11,10 @@ import yaml
 from iot_mlops.automation.daemon import LOCATION_NAME, workspace_yaml
 from iot_mlops.automation.sensors import retraining_sensors, search_config
 from iot_mlops.definitions import fleet_definitions
-from iot_mlops.partitions import FleetContext
 from iot_mlops.monitoring.quality import ERROR
 from iot_mlops.monitoring.quality_store import quality_history
 from iot_mlops.monitoring.resource import StoreResource
+from iot_mlops.partitions import FleetContext
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops_tests.fleet import DAYS, DEVICES, RANGE_END, RANGE_START, Fleet, garbled_day
 
@@ -48,6 +48,7 @@ def tick(defs: dg.Definitions, fleet: str, sensor: str, instance: dg.DagsterInst
         return defs.resolve_sensor_def(f"{fleet}_{sensor}").evaluate_tick(context)
 
 
+@pytest.mark.slow
 def test_storm_of_evaluations_requests_one_run(failing_fleet):
     defs, fleet = failing_fleet
     instance = dg.DagsterInstance.ephemeral()
@@ -81,6 +82,7 @@ def test_a_queued_run_blocks_a_second_condition(failing_fleet):
     assert not data.run_requests and "already queued or running" in data.skip_message
 
 
+@pytest.mark.slow
 def test_calm_fleet_decides_nothing(fleet: Fleet, tmp_path: Path):
     fleet.materialize("devices", "telemetry", "events", days=(DAYS[0], DAYS[1]))
     profile = fleet.profile()

@@ -27,6 +27,8 @@ from iot_mlops.celery_worker import app as worker_app
 from iot_mlops.settings import CelerySettings
 from iot_mlops_tests.fleet import RANGE_END, RANGE_START, START, Fleet, stamp
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # RabbitMQ, two workers and a daemon
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DAYS = [START + timedelta(days=i) for i in range(30)]

@@ -27,6 +27,8 @@ from iot_mlops.settings import psycopg2_url
 from iot_mlops_tests.conftest import postgres_databases
 from iot_mlops_tests.fleet import DAYS, RANGE_END, RANGE_START, Fleet, garbled_day, stamp
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # dagster-daemon and the webserver on Postgres
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = ROOT / "deploy" / "workspace.yaml"
 LOCATION, REPOSITORY = "iot_mlops", "__repository__"

@@ -66,6 +66,7 @@ def test_embedded_setup_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert (tmp_path / "data" / "operational.db").is_file() and (tmp_path / "data" / "mlflow" / "mlflow.db").is_file()
 
 
+@pytest.mark.integration
 def test_production_setup_on_postgres_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with postgres_databases("dagster", "store", "mlflow") as db:
         production_home(tmp_path, monkeypatch, db["dagster"].replace("postgresql://", "postgresql+psycopg2://"))
@@ -106,7 +107,7 @@ def test_broken_setup_names_each_problem_and_exits_1(tmp_path: Path, monkeypatch
 
 @pytest.mark.parametrize("text, expected", [
     ("storage: [unclosed\n", "is not valid YAML"),
-    ("storage:\n  postgres:\n    postgres_url: {env: DAGSTER_PG_URL}\nrun_coordinater: {}\n", "is not a valid instance configuration"),
+    ("storage:\n  sqlite:\n    base_dir: dagster\nrun_coordinater: {}\n", "is not a valid instance configuration"),
     ("storage:\n  postgres:\n    postgres_url: {env: IOT_MLOPS_TEST_UNSET_PG_URL}\n", "reads IOT_MLOPS_TEST_UNSET_PG_URL from the environment, not set"),
 ])
 def test_bad_dagster_yaml_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, expected: str):
@@ -129,6 +130,7 @@ def test_passwords_are_masked():
     assert mask("pyamqp://guest@h//") == "pyamqp://guest@h//"
 
 
+@pytest.mark.integration
 def test_doctor_never_prints_a_password(monkeypatch: pytest.MonkeyPatch):
     password = "PLANTED-s3cret"
     with postgres_databases("store", "mlflow") as db:

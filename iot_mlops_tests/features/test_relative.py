@@ -17,9 +17,9 @@ from iot_mlops.features.assets import features_assets
 from iot_mlops.features.relative import Z_LIMIT
 from iot_mlops.ingestion.assets import ingestion_assets
 from iot_mlops.lake.resource import LakeResource
+from iot_mlops.partitions import FleetContext
 from iot_mlops.profiles import load_profile
 from iot_mlops.sources.landing import simulator_for
-from iot_mlops.partitions import FleetContext
 from iot_mlops_tests.fleet import DAYS, DEVICES, PROFILES, RANGE_END, RANGE_START, Fleet, reading
 
 RELATIVE = {"baseline": "6h", "baseline_gap": "2h", "cohort": "model"}

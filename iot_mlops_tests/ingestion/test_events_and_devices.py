@@ -7,7 +7,6 @@ import pandas as pd
 
 from iot_mlops.definitions import fleet_definitions, resources
 from iot_mlops.partitions import FleetContext
-
 from iot_mlops_tests.fleet import DAYS, DEVICES, START, Fleet, check_results, stamp
 
 DAY = DAYS[2]

@@ -15,7 +15,7 @@ from iot_mlops.ingestion.mqtt_landing import STEPS
 from iot_mlops.sources.mqtt_publish import publish
 from iot_mlops_tests.fleet import Fleet, clean_day
 from iot_mlops_tests.ingestion.mqtt_crash_child import CRASHED
-from iot_mlops_tests.ingestion.test_mqtt import DAY, HOST, PORT, broker, folder_of, landed, mqtt_fleet, payload, readings, today  # noqa: F401
+from iot_mlops_tests.ingestion.test_mqtt import DAY, HOST, PORT, folder_of, landed, payload, readings, today
 
 # (step, occurrence): the first batch writes a quarantine part then a valid part, so part 1 is quarantine, part 2 valid.
 CRASHES = [("checked", 1), ("part_aside", 1), ("part_written", 1), ("part_aside", 2), ("part_written", 2),
@@ -56,6 +56,7 @@ def test_every_step_has_a_crash_case():
     assert {step for step, _ in CRASHES} == set(STEPS)
 
 
+@pytest.mark.slow  # each case starts, kills and restarts an ingester process
 @pytest.mark.parametrize(("step", "nth"), CRASHES, ids=[f"{s}-{n}" for s, n in CRASHES])
 def test_a_crash_at_any_step_loses_nothing_and_lands_nothing_twice(mqtt_fleet: Fleet, tmp_path: Path, step: str, nth: int):
     folder = folder_of(mqtt_fleet)

@@ -15,7 +15,7 @@ from iot_mlops.ingestion.mqtt_landing import MqttLanding
 from iot_mlops.ingestion.mqtt_payload import Message
 from iot_mlops.sources.mqtt_publish import publish
 from iot_mlops_tests.fleet import Fleet, clean_day, reading, stamp
-from iot_mlops_tests.ingestion.test_mqtt import DAY, HOST, PORT, broker, folder_of, ingesting, landed, mqtt_fleet, payload, readings, today  # noqa: F401
+from iot_mlops_tests.ingestion.test_mqtt import DAY, HOST, PORT, folder_of, ingesting, landed, payload, readings, today
 
 ROW = clean_day(DAY)[0]
 

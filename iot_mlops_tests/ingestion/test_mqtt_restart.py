@@ -21,7 +21,7 @@ from iot_mlops.ingestion.assets import ACCOUNTED
 from iot_mlops.ingestion.sources import landing_parts
 from iot_mlops.sources.mqtt_publish import publish
 from iot_mlops_tests.fleet import Fleet, check_results, stamp
-from iot_mlops_tests.ingestion.test_mqtt import DAY, HOST, PORT, broker, folder_of, landed, mqtt_fleet, today  # noqa: F401
+from iot_mlops_tests.ingestion.test_mqtt import DAY, HOST, PORT, folder_of, landed, today
 
 DEVICES = [f"p{i:03d}" for i in range(70)]
 VALID, BAD_EVERY = 99_000, 100  # 99,000 readings and 1,000 bad messages, one in every 100
@@ -62,7 +62,7 @@ def stream() -> list[tuple[str, bytes]]:
 
 
 @pytest.fixture
-def ingesters(mqtt_fleet: Fleet) -> Iterator[list[subprocess.Popen]]:  # noqa: F811
+def ingesters(mqtt_fleet: Fleet) -> Iterator[list[subprocess.Popen]]:
     """Ingester processes started by the test, killed if still running at the end."""
     procs: list[subprocess.Popen] = []
     yield procs
@@ -94,7 +94,8 @@ def wait_for(condition, seconds: float, what: str) -> None:
         time.sleep(0.01)
 
 
-def test_100k_messages_land_exactly_once_across_a_killed_ingester(mqtt_fleet: Fleet, ingesters, tmp_path: Path):  # noqa: F811
+@pytest.mark.slow
+def test_100k_messages_land_exactly_once_across_a_killed_ingester(mqtt_fleet: Fleet, ingesters, tmp_path: Path):
     fleet = mqtt_fleet
     fleet.spec["sampling_interval"] = "1min"
     fleet.write_profile()

@@ -12,12 +12,7 @@ import pytest
 
 from iot_mlops.lake import connect
 from iot_mlops.monitoring.drift import compute_drift
-from iot_mlops.monitoring.evidently_report import (
-    report_html,
-    run_evidently,
-    save_report,
-    shown_columns,
-)
+from iot_mlops.monitoring.evidently_report import report_html, run_evidently, save_report, shown_columns
 from iot_mlops.monitoring.reference import SAMPLE_FILE, build_reference
 from iot_mlops.monitoring.verdicts import compare_verdicts, explanation
 from iot_mlops.profiles.monitoring import DriftSpec

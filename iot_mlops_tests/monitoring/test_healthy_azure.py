@@ -12,8 +12,8 @@ from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.drift import drift_history, seasonal_drift_history
 from iot_mlops.monitoring.drift_assets import drift_assets
 from iot_mlops.monitoring.quality import TABLE as QUALITY
-from iot_mlops.monitoring.quality_store import quality_history
 from iot_mlops.monitoring.quality_assets import quality_assets
+from iot_mlops.monitoring.quality_store import quality_history
 from iot_mlops.partitions import FleetContext
 from iot_mlops_tests.fleet import PROFILES
 from iot_mlops_tests.training.pipeline import AZURE, AzureLabelled, all_assets, registry_resource, run

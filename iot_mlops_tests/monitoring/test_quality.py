@@ -11,15 +11,13 @@ import pytest
 
 from iot_mlops.ingestion.ingest import ingest_devices, ingest_events, ingest_telemetry
 from iot_mlops.lake import connect
-from iot_mlops.monitoring.quality import (
-    CHECKS, ERROR, OK, WARN, QualityError, QualityResult, check_partition, severity,
-)
-from iot_mlops.monitoring.quality_store import quality_history, stored_results, write_quality
 from iot_mlops.monitoring.device_history import device_history
+from iot_mlops.monitoring.quality import CHECKS, ERROR, OK, WARN, QualityError, QualityResult, check_partition, severity
 from iot_mlops.monitoring.quality_assets import quality_assets
+from iot_mlops.monitoring.quality_store import quality_history, stored_results, write_quality
+from iot_mlops.partitions import FleetContext
 from iot_mlops.profiles import source_folder
 from iot_mlops.profiles.monitoring import Severity
-from iot_mlops.partitions import FleetContext
 from iot_mlops_tests.fleet import DAYS, DEVICES, RANGE_END, RANGE_START, Fleet, check_results, clean_day, materializations
 
 DAY = DAYS[1]

@@ -16,11 +16,11 @@ from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.drift import compute_drift, day_relation, drift_history, seasonal_drift_history
 from iot_mlops.monitoring.drift_assets import drift_assets
 from iot_mlops.monitoring.quality import TABLE as QUALITY
-from iot_mlops.monitoring.quality_store import quality_history
 from iot_mlops.monitoring.quality_assets import quality_assets
+from iot_mlops.monitoring.quality_store import quality_history
 from iot_mlops.monitoring.reference import load_reference_profile
-from iot_mlops.profiles import load_profile
 from iot_mlops.partitions import FleetContext
+from iot_mlops.profiles import load_profile
 from iot_mlops_tests.monitoring.run_to_failure import NAME, START, land, write_profile
 from iot_mlops_tests.training.pipeline import all_assets, registry_resource, run
 

@@ -17,7 +17,7 @@ from iot_mlops.opstore.predictions import PredictionLog
 from iot_mlops.opstore.schema import metadata
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'operational.db'}"

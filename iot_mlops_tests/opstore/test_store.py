@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta, timezone
 
-import numpy as np
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from iot_mlops.monitoring.resource import StoreResource
-from iot_mlops.opstore.engine import engine_for
+from iot_mlops.opstore.engine import engine_for, write_transaction
 from iot_mlops.opstore.feedback import FeedbackError, FeedbackIn, FeedbackStore, UnknownPredictionError
 from iot_mlops.opstore.predictions import CHUNK, PredictionLog
 from iot_mlops.opstore.schema import feedback, predictions
+from iot_mlops_tests.opstore.writers import T0, add_feedback, prediction_frame, write_feedback_and_batches
 
 COMPONENTS = ["heating_element", "valve"]
-T0 = datetime(2026, 1, 1)
 
 
-def prediction_frame(n: int, start: int = 0, alert_every: int = 3, devices: int = 7) -> pd.DataFrame:
-    """Rows shaped like the predictions partition: every `alert_every`-th row alerts for heating_element."""
-    i = np.arange(start, start + n)
-    rng = np.random.default_rng(start)
-    alert = (i % alert_every == 0).astype(int)
-    return pd.DataFrame({
-        "prediction_id": [f"p{k}" for k in i], "device_id": [f"d{k % devices}" for k in i],
-        "ts": pd.to_datetime(T0) + pd.to_timedelta(i, unit="h"), "model_name": "wh_component_failure", "model_version": "3",
-        "p_heating_element": rng.random(n).round(6), "alert_heating_element": alert,
-        "p_valve": rng.random(n).round(6), "alert_valve": 0,
-        "predicted_component": np.where(alert == 1, "heating_element", "none"),
-        "anomaly_score": np.nan, "anomaly_model_version": None,
-    })
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store' / 'operational.db'}"
@@ -158,32 +142,34 @@ def test_feedback_since_counts_and_false_positive_rate_among_alerts(url: str):
     assert store.feedback_since("other", since).by_type["false_positive"] == 1
 
 
-def test_concurrent_writers_lose_nothing(url: str):
-    """Writers with engines of their own (as separate processes would have) add feedback and overlapping batches."""
+@pytest.mark.slow
+def test_concurrent_writer_processes_lose_nothing(url: str):
     PredictionLog(url).record_batch("wh", prediction_frame(10))
-    errors, added = [], []
-
-    def work(worker: int) -> None:
-        engine = engine_for.__wrapped__(url)
-        try:
-            store, log = FeedbackStore(engine), PredictionLog(engine)
-            for i in range(20):
-                store.add(f"p{i % 10}", {"type": "unclear", "rating": 1 + (i + worker) % 5, "source": "app"})
-                if i % 5 == 0:  # overlapping batches: rows 100 .. 299, each recorded by every worker
-                    added.append(log.record_batch("wh", prediction_frame(50, start=100 + 10 * i)))
-        except Exception as error:  # noqa: BLE001 - collected and asserted below, never swallowed
-            errors.append(error)
-        finally:
-            engine.dispose()
-
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Manager() as manager, ProcessPoolExecutor(4, mp_context=spawn) as pool:
+        start = manager.Barrier(4)
+        added = list(pool.map(write_feedback_and_batches, [url] * 4, range(4), [start] * 4))
     assert feedback_rows(url) == 80
     assert PredictionLog(url).count() == 10 + 200 and sum(added) == 200  # each new row added by exactly one writer
+
+
+def test_a_sqlite_writer_waits_for_the_open_write_transaction_then_writes(tmp_path):
+    """SQLite writers take turns: a second process's write waits for the first one's commit instead of failing."""
+    url = f"sqlite:///{tmp_path / 'operational.db'}"
+    PredictionLog(url).record_batch("wh", prediction_frame(3))
+    spawn = multiprocessing.get_context("spawn")
+    ready = spawn.Event()
+    writer = spawn.Process(target=add_feedback, args=(url, ready))
+    with write_transaction(engine_for(url)) as conn:
+        conn.execute(feedback.insert().values(prediction_id="p0", created_at=T0, type="unclear", rating=3, source="app"))
+        writer.start()
+        assert ready.wait(60)
+        writer.join(1.5)
+        assert writer.is_alive()  # waiting for the lock, not failed with "database is locked"
+    writer.join(60)
+    assert writer.exitcode == 0
+    with engine_for(url).connect() as conn:
+        assert conn.execute(sa.select(feedback.c.prediction_id).order_by(feedback.c.id)).scalars().all() == ["p0", "p1"]
 
 
 def test_store_resource_from_settings(monkeypatch, tmp_path):

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 
 from iot_mlops.lake import Lake
+from iot_mlops.names import TRIGGER_TAG
 from iot_mlops.registry.assets import FLOOR_CHECK, GateConfig
 from iot_mlops.registry.jobs import RollbackConfig, rollback_model
 from iot_mlops.registry.lifecycle import GATE_TAG, history, promote, rollback
 from iot_mlops.registry.mlflow_service import CHALLENGER, CHAMPION
 from iot_mlops.registry.resource import RegistryResource
-from iot_mlops.names import TRIGGER_TAG
 from iot_mlops.training.assets import FailureModelConfig
 from iot_mlops.training.dataset import load_dataset_report
 from iot_mlops.training.evaluate import evaluate

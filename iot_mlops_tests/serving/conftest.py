@@ -176,7 +176,7 @@ def store(kind: str, root: Path) -> Iterator[str]:
         yield f"sqlite:///{root / 'operational.db'}"
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, served: Served) -> Iterator[Api]:
     """One running app per store for the session, for tests that leave the model aliases alone."""
     root = tmp_path_factory.mktemp(f"api_{request.param}")

@@ -12,9 +12,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from iot_mlops.processes import stop_process_group
 from iot_mlops.serving.workers import reuseport_sockets
 from iot_mlops_tests.fleet import PROFILES
+
+pytestmark = pytest.mark.integration  # `iot-mlops serve` in processes of its own
 
 
 def test_reuseport_sockets_share_one_port_and_the_kernel_spreads_connections():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from iot_mlops.cli import app
@@ -13,6 +14,7 @@ MIN_MACRO_F1 = 0.93
 MIN_RECALL = 0.90
 
 
+@pytest.mark.slow
 def test_evaluate_beats_the_reference_recipe_on_the_readme_split(azure_profile):
     # azure_profile fails (never skips) when the data set is missing; the command ingests it into tmp_path.
     result = CliRunner().invoke(app, ["evaluate", "--fleet", "azure_pdm", "--json", "--search-iterations", "2"])
