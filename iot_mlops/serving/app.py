@@ -29,7 +29,6 @@ from iot_mlops.serving import catalog, schemas
 from iot_mlops.serving.auth import AuthError, KeyFirstRoute, KeyRing, Principal, Role, document_keys, parse_keys, require
 from iot_mlops.serving.batching import MicroBatcher
 from iot_mlops.serving.config import ServingSettings
-from iot_mlops.serving.lean_route import LeanRoute
 from iot_mlops.serving.models import ModelCache, specs_for, sqlite_changes
 from iot_mlops.serving.service import OnlineFeatures, PredictionService, ServingError
 from iot_mlops.settings import Settings, get_settings, psycopg2_url
@@ -239,10 +238,9 @@ def _routes(app: FastAPI) -> None:
         # Built and validated as a PredictionOut already: serialize once instead of FastAPI re-validating it.
         return Response(out.model_dump_json(), media_type="application/json")
 
-    # The hot path: a LeanRoute skips FastAPI's general request handler (same checks, same errors, same docs).
     app.router.add_api_route("/api/predictions/{device_type}/{device_id}/{prediction_type}", predict, methods=["GET"],
                               response_model=schemas.PredictionOut, responses={**AUTH, **_errors(404, 503)},
-                              tags=["predictions"], route_class_override=LeanRoute)
+                              tags=["predictions"])
 
     @app.post("/api/predictions/batch", response_model=schemas.BatchOut, responses={**AUTH, **BODY},
               tags=["predictions"])
