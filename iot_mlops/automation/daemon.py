@@ -78,9 +78,10 @@ def _finished(tick) -> bool:
 
 
 def wait_for_ticks(instance: dg.DagsterInstance, fleet: str, since: float, after: float, process: subprocess.Popen,
-                   timeout: float = 180) -> list[Tick]:
+                   timeout: float = 900) -> list[Tick]:
     """Wait until every retraining sensor of `fleet` finished a tick after `after`, and every run those ticks
     requested (since `since`) finished; return the ticks since `since`, one line each, oldest first."""
+    # The timeout bounds a retraining run too, which on two busy cores took several minutes.
     names, deadline = sensor_names(fleet), time.monotonic() + timeout
     while True:
         ticks = recorded_ticks(instance, names, since)

@@ -60,9 +60,9 @@ def base_estimator(algorithm: Algorithm, random_state: int, scaling: str = "stan
         return HistGradientBoostingClassifier(class_weight="balanced", random_state=random_state)
     if algorithm == "random_forest":
         return make_pipeline(SimpleImputer(), RandomForestClassifier(class_weight="balanced", n_jobs=-1, random_state=random_state))
-    scale = (QuantileTransformer(output_distribution="normal", n_quantiles=200, random_state=random_state)
-             if scaling == "quantile" else StandardScaler())
-    return make_pipeline(SimpleImputer(), scale, LogisticRegression(class_weight="balanced", max_iter=2000))
+    if scaling == "quantile":  # scaled once for every component, in the shared prep (`build_pipeline`)
+        return make_pipeline(LogisticRegression(class_weight="balanced", max_iter=2000))
+    return make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000))
 
 
 def build_pipeline(config: ModelConfig, categorical: list[str], params: dict | None = None) -> Pipeline:
@@ -70,9 +70,16 @@ def build_pipeline(config: ModelConfig, categorical: list[str], params: dict | N
     base = base_estimator(config.algorithm, config.random_state, config.scaling)
     if params:
         base.set_params(**params)
+    remainder = "passthrough"
+    if config.algorithm == "logistic_regression" and config.scaling == "quantile":
+        # Each numeric feature through its training quantiles: a value beyond anything seen in training (a counter that
+        # keeps growing) weighs no more than the most extreme one seen, where a z-score lets a linear model extrapolate
+        # it into an alarm. Unsupervised, so one transform serves all components.
+        quantiles = QuantileTransformer(output_distribution="normal", n_quantiles=200, random_state=config.random_state)
+        remainder = make_pipeline(SimpleImputer(), quantiles)
     prep = ColumnTransformer(
         [("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)],
-        remainder="passthrough",
+        remainder=remainder,
         verbose_feature_names_out=False,
     )
     return Pipeline([("prep", prep), ("classify", MultiOutputClassifier(base))])
