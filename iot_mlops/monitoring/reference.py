@@ -81,6 +81,11 @@ class ReferenceProfile:
     def sample_path(self) -> Path | None:
         return self.path.with_name(SAMPLE_FILE) if self.path else None
 
+    @property
+    def metadata(self) -> dict[str, object]:
+        """Where the reference was written and how many features it profiles."""
+        return {"reference_profile": self.path, "reference_features": len(self.features)}
+
     def feature(self, name: str) -> FeatureReference:
         return next(f for f in self.features if f.name == name)
 

@@ -11,12 +11,11 @@ from iot_mlops.monitoring.reference import write_reference_profile
 from iot_mlops.names import ACTOR_TAG, TRIGGER_TAG, model_name
 from iot_mlops.partitions import FleetContext, daily_asset, partition_days
 from iot_mlops.profiles.schema_types import format_duration
-from iot_mlops.registry.mlflow_service import artifact_file_url, run_page_url
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.settings import get_settings
-from iot_mlops.training.dataset import build_dataset, load_dataset_report
+from iot_mlops.training.dataset import build_dataset
+from iot_mlops.training.fit import fit_anomaly_model, fit_failure_model
 from iot_mlops.training.labels import compute_labels
-from iot_mlops.training.runs import log_anomaly_model, log_failure_model
 
 
 class TrainingDatasetConfig(dg.Config):
@@ -100,17 +99,7 @@ def training_assets(ctx: FleetContext) -> list:
         with lake.connect() as con:
             report = build_dataset(con, lake.lake(), profile, config.split, config.window_days)
             reference = write_reference_profile(con, lake.lake(), profile, report)
-        b = report.boundaries
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": sum(report.rows.values()), "rows_by_split": dg.MetadataValue.json(report.rows),
-            "positives_by_split": dg.MetadataValue.json(report.positives), "fingerprint": report.fingerprint,
-            "split": b.name, "window": f"{report.window[0]} .. {report.window[1]}",
-            "boundaries": dg.MetadataValue.json({"train_end": str(b.train_end), "validation": f"{b.val_start} .. {b.val_end}",
-                                                 "test_start": str(b.test_start)}),
-            "path": dg.MetadataValue.path(str(report.path)),
-            "reference_profile": dg.MetadataValue.path(str(reference.path)),
-            "reference_features": len(reference.features),
-        })
+        return dg.MaterializeResult(metadata={**report.metadata, **reference.metadata})
 
     @dg.asset(
         key=key("failure_model"), kinds={"scikitlearn", "mlflow"}, deps=[key("training_dataset"), key("events")],
@@ -122,35 +111,11 @@ def training_assets(ctx: FleetContext) -> list:
         **common,
     )
     def failure_model(context: dg.AssetExecutionContext, config: FailureModelConfig, lake: LakeResource, registry: RegistryResource):
-        # Training code pulls in scikit-learn and matplotlib: imported by the run, not by every definitions load.
-        from iot_mlops.training.metrics import per_component_markdown
-        from iot_mlops.training.model import ModelConfig
-        from iot_mlops.training.plots import PLOT_TITLES, plot_markdown
-        from iot_mlops.training.train import train_failure_model
-
-        dataset = load_dataset_report(lake.lake(), fleet)
-        frame = pd.read_parquet(dataset.path)
-        algorithm = config.algorithm or profile.training.algorithm
-        model_config = ModelConfig(algorithm=algorithm, scaling=profile.training.scaling, search_iterations=config.search_iterations,
-                                   search_folds=config.search_folds, threshold_beta=config.threshold_beta)
-        result = train_failure_model(frame, profile, failures_frame(lake, fleet), model_config)
-        logged = log_failure_model(registry.registry(), profile, result, frame, dataset, algorithm, trigger(context))
-        metadata = {
-            "model": logged.version.name, "version": logged.version.version, "mlflow_run_id": logged.version.run_id,
-            "test_macro_f1": result.test.macro_f1, "test_event_recall": result.test.events["event_recall"],
-            "per_component": dg.MetadataValue.md(per_component_markdown(result.test.per_component, result.test.component_events)),
-            "params": dg.MetadataValue.json({k: str(v) for k, v in result.params.items()}),
-            "thresholds": dg.MetadataValue.json(result.thresholds), "dataset_fingerprint": dataset.fingerprint,
-        }
-        if result.search.validation:  # what each threshold caught and cost on validation, within the alarm budget
-            metadata["max_false_alarms_per_device_month"] = profile.training.max_false_alarms_per_device_month
-            metadata["thresholds_on_validation"] = dg.MetadataValue.json(result.search.validation)
-        ui_url, version = get_settings().mlflow_ui_url, logged.version
-        for name in logged.figures:  # shown inline on the asset page, served by `mlflow ui` (see plot_markdown)
-            page = run_page_url(ui_url, version.experiment_id, version.run_id, name)
-            markdown = plot_markdown(PLOT_TITLES.get(name, name), artifact_file_url(ui_url, version.run_id, name), page)
-            metadata[name.removesuffix(".png")] = dg.MetadataValue.md(markdown)
-        return dg.MaterializeResult(metadata=metadata)
+        run = fit_failure_model(
+            lake.lake(), registry.registry(), profile, failures_frame(lake, fleet), algorithm=config.algorithm,
+            search_iterations=config.search_iterations, search_folds=config.search_folds,
+            threshold_beta=config.threshold_beta, trigger=trigger(context), ui_url=get_settings().mlflow_ui_url)
+        return dg.MaterializeResult(metadata={**run.metadata, **{k: dg.MetadataValue.md(v) for k, v in run.markdown.items()}})
 
     @dg.asset(
         key=key("anomaly_model"), kinds={"scikitlearn", "mlflow"}, deps=[key("training_dataset"), key("events")],
@@ -158,15 +123,7 @@ def training_assets(ctx: FleetContext) -> list:
         **common,
     )
     def anomaly_model(context: dg.AssetExecutionContext, lake: LakeResource, registry: RegistryResource):
-        dataset = load_dataset_report(lake.lake(), fleet)
-        frame = pd.read_parquet(dataset.path)
-        from iot_mlops.training.anomaly import train_anomaly_model
-
-        result = train_anomaly_model(frame, profile, failures_frame(lake, fleet))
-        logged = log_anomaly_model(registry.registry(), profile, result, frame, dataset, trigger(context))
-        return dg.MaterializeResult(metadata={
-            "model": logged.version.name, "version": logged.version.version, "mlflow_run_id": logged.version.run_id,
-            "healthy_rows": result.healthy_rows, **{k: v for k, v in logged.metrics.items() if not math.isnan(v)},
-        })
+        run = fit_anomaly_model(lake.lake(), registry.registry(), profile, failures_frame(lake, fleet), trigger=trigger(context))
+        return dg.MaterializeResult(metadata=run.metadata)
 
     return [labels, training_dataset, failure_model, anomaly_model]

@@ -44,6 +44,18 @@ class DatasetReport:
     rows: dict[str, int] = field(default_factory=dict)
     positives: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    @property
+    def metadata(self) -> dict[str, object]:
+        """Rows and positives by split, fingerprint, window, split boundaries and path, as plain values."""
+        b = self.boundaries
+        return {
+            "dagster/row_count": sum(self.rows.values()), "rows_by_split": self.rows, "positives_by_split": self.positives,
+            "fingerprint": self.fingerprint, "split": b.name, "window": f"{self.window[0]} .. {self.window[1]}",
+            "boundaries": {"train_end": str(b.train_end), "validation": f"{b.val_start} .. {b.val_end}",
+                           "test_start": str(b.test_start)},
+            "path": self.path,
+        }
+
 
 def _day(d) -> datetime:
     return datetime.combine(d, time())
