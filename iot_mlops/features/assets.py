@@ -5,7 +5,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from iot_mlops.features.compute import compute_features, lookback_days
+from iot_mlops.features.compute import lookback_days
+from iot_mlops.features.daily import features_for_days
 from iot_mlops.features.online import TABLE as ONLINE_TABLE
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.partitions import FleetContext, daily_asset, partition_days
@@ -41,28 +42,11 @@ def features_assets(ctx: FleetContext) -> list[dg.AssetsDefinition]:
         check_specs=[dg.AssetCheckSpec(UNIQUE, asset=key, description="No two feature rows share device and time.")],
     )
     def features(context: dg.AssetExecutionContext, lake: LakeResource):
-        days = partition_days(context)
-        store = lake.lake()
         with lake.connect() as con:
-            report = compute_features(con, store, profile, days)
-            written = store.scan(fleet, "features", days)
-            (duplicates,) = con.execute(
-                f"SELECT count(*) FROM (SELECT device_id, ts FROM {written} GROUP BY ALL HAVING count(*) > 1)"
-            ).fetchone() if written else (0,)
-            preview = con.execute(f"SELECT * FROM {written} ORDER BY ts DESC, device_id LIMIT 5").df() if written else None
-        rows = sum(report.rows.values())
-        metadata = {
-            **({"dagster/row_count": rows} if len(days) == 1 else {}),  # a range run's total is no partition's count
-            "rows": rows,
-            "feature_count": len(report.columns) - 2,
-            "features": dg.MetadataValue.json(report.columns[2:]),
-            "rows_per_day": dg.MetadataValue.json({str(d): n for d, n in report.rows.items()}),
-            "devices_online": report.devices_online,
-            "lake_path": dg.MetadataValue.path(str(store.table_dir(fleet, "features"))),
-        }
-        if preview is not None:
-            metadata["preview"] = dg.MetadataValue.md(f"```\n{preview.T.to_string()}\n```")
-        check = dg.AssetCheckResult(check_name=UNIQUE, asset_key=key, passed=duplicates == 0, metadata={"duplicate_keys": duplicates})
+            run = features_for_days(con, lake.lake(), profile, partition_days(context))
+        check = dg.AssetCheckResult(check_name=UNIQUE, asset_key=key, passed=run.duplicates == 0,
+                                    metadata={"duplicate_keys": run.duplicates})
+        metadata = {**run.metadata, **{k: dg.MetadataValue.md(v) for k, v in run.markdown.items()}}
         return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
     return [features]
