@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -173,3 +174,40 @@ def as_json(s: FeedbackSummary) -> dict:
             return [clean(v) for v in value]
         return value
     return clean(dict(vars(s)))
+
+
+@dataclass
+class FeedbackRun:
+    """The summaries of a run's days; the headline figures are its last day's."""
+
+    per_day: dict[date, dict[str, FeedbackSummary]]
+    lake_path: Path
+
+    @property
+    def metadata(self) -> dict[str, object]:
+        """The last day's and the cumulative figures, each day's count and rate, and the lake path, as plain values."""
+        last = list(self.per_day.values())[-1]
+        day_view, cumulative = last["day"], last["cumulative"]
+        return {
+            "feedback": day_view.feedback,
+            "false_positive_rate": _number(day_view.false_positive_rate),
+            "mean_rating": _number(day_view.mean_rating),
+            "cumulative_feedback": cumulative.feedback,
+            "cumulative_false_positive_rate": _number(cumulative.false_positive_rate),
+            "by_type": day_view.by_type,
+            "summary": {"day": as_json(day_view), "cumulative": as_json(cumulative)},
+            "per_day": {str(d): {"feedback": v["day"].feedback, "false_positive_rate": as_json(v["day"])["false_positive_rate"]}
+                        for d, v in self.per_day.items()},
+            "lake_path": self.lake_path,
+        }
+
+
+def summarize_days(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, fb: pd.DataFrame,
+                   days: list[date]) -> FeedbackRun:
+    """Write each day's feedback summary (feedback received up to the end of the last day in `fb`)."""
+    per_day = {day: compute_feedback_summary(con, lake, profile, fb, day) for day in days}
+    return FeedbackRun(per_day, lake.table_dir(profile.name, TABLE))
+
+
+def _number(value: float | None) -> float:
+    return float(value) if value is not None else math.nan

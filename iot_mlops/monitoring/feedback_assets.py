@@ -1,6 +1,5 @@
 """Dagster assets of one fleet's feedback_summary[day] and model_performance[day]."""
 
-import math
 from datetime import datetime, time, timedelta
 
 import dagster as dg
@@ -11,10 +10,6 @@ from iot_mlops.monitoring import performance as perf
 from iot_mlops.monitoring.resource import StoreResource
 from iot_mlops.partitions import FleetContext, daily_asset, partition_days
 from iot_mlops.profiles.schema_types import format_duration
-
-
-def _float(value: float) -> dg.MetadataValue:
-    return dg.MetadataValue.float(float(value) if value is not None else math.nan)
 
 
 def monitoring_assets(ctx: FleetContext) -> list[dg.AssetsDefinition]:
@@ -34,25 +29,9 @@ def monitoring_assets(ctx: FleetContext) -> list[dg.AssetsDefinition]:
     def feedback_summary(context: dg.AssetExecutionContext, lake: LakeResource, store: StoreResource):
         days = partition_days(context)
         fb = store.feedback().frame(fleet, until=datetime.combine(days[-1] + timedelta(days=1), time()))
-        per_day = {}
         with lake.connect() as con:
-            for day in days:
-                per_day[day] = fbs.compute_feedback_summary(con, lake.lake(), profile, fb, day)
-        last = per_day[days[-1]]
-        day_view, cumulative = last["day"], last["cumulative"]
-        return dg.MaterializeResult(metadata={
-            "feedback": day_view.feedback,
-            "false_positive_rate": _float(day_view.false_positive_rate),
-            "mean_rating": _float(day_view.mean_rating),
-            "cumulative_feedback": cumulative.feedback,
-            "cumulative_false_positive_rate": _float(cumulative.false_positive_rate),
-            "by_type": dg.MetadataValue.json(day_view.by_type),
-            "summary": dg.MetadataValue.json({"day": fbs.as_json(day_view), "cumulative": fbs.as_json(cumulative)}),
-            "per_day": dg.MetadataValue.json({str(d): {"feedback": v["day"].feedback,
-                                                       "false_positive_rate": fbs.as_json(v["day"])["false_positive_rate"]}
-                                              for d, v in per_day.items()}),
-            "lake_path": dg.MetadataValue.path(str(lake.lake().table_dir(fleet, fbs.TABLE))),
-        })
+            run = fbs.summarize_days(con, lake.lake(), profile, fb, days)
+        return dg.MaterializeResult(metadata=run.metadata)
 
     @daily_asset(
         key=key(perf.TABLE), group_name=fleet, owners=profile.owners, kinds={"duckdb", "parquet"}, partitions_def=partitions,
@@ -64,23 +43,8 @@ def monitoring_assets(ctx: FleetContext) -> list[dg.AssetsDefinition]:
         ),
     )
     def model_performance(context: dg.AssetExecutionContext, lake: LakeResource):
-        days = partition_days(context)
-        heads = {}
         with lake.connect() as con:
-            for day in days:
-                heads[day] = perf.headline(perf.compute_performance(con, lake.lake(), profile, day))
-        head = heads[days[-1]]
-        return dg.MaterializeResult(metadata={
-            "recall": _float(head["recall"]),
-            "precision": _float(head["precision"]),
-            "event_recall": _float(head["event_recall"]),
-            "pending": head["pending"],
-            "matured": head["matured"],
-            "matured_positives": head["matured_positives"],
-            "model_version": str(head["model_version"] or "none"),
-            "components": dg.MetadataValue.json({c: {k: (v if math.isfinite(v) else None) for k, v in m.items()}
-                                                 for c, m in head["components"].items()}),
-            "lake_path": dg.MetadataValue.path(str(lake.lake().table_dir(fleet, perf.TABLE))),
-        })
+            run = perf.performance_days(con, lake.lake(), profile, partition_days(context))
+        return dg.MaterializeResult(metadata=run.metadata)
 
     return [feedback_summary, model_performance]

@@ -8,7 +8,9 @@ events cover its whole horizon; its outcome per component is the training label 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -143,3 +145,37 @@ def headline(table: pd.DataFrame) -> dict:
 def performance_history(lake: Lake, fleet: str) -> list[tuple[date, dict]]:
     """Headline figures of every written model_performance partition, oldest first (what the performance sensor reads)."""
     return [(day, headline(pd.read_parquet(lake.partition_file(fleet, TABLE, day)))) for day in lake.partitions(fleet, TABLE)]
+
+
+@dataclass
+class PerformanceRun:
+    """The headline figures of a run's last day, after writing every day's table."""
+
+    headline: dict
+    lake_path: Path
+
+    @property
+    def metadata(self) -> dict[str, object]:
+        """Overall and per-component figures of the current version, and the lake path, as plain values."""
+        head = self.headline
+        return {
+            "recall": _number(head["recall"]),
+            "precision": _number(head["precision"]),
+            "event_recall": _number(head["event_recall"]),
+            "pending": head["pending"],
+            "matured": head["matured"],
+            "matured_positives": head["matured_positives"],
+            "model_version": str(head["model_version"] or "none"),
+            "components": {c: {k: (v if math.isfinite(v) else None) for k, v in m.items()} for c, m in head["components"].items()},
+            "lake_path": self.lake_path,
+        }
+
+
+def performance_days(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, days: list[date]) -> PerformanceRun:
+    """Write each day's model_performance table; the run's headline is its last day's."""
+    heads = [headline(compute_performance(con, lake, profile, day)) for day in days]
+    return PerformanceRun(heads[-1], lake.table_dir(profile.name, TABLE))
+
+
+def _number(value: float | None) -> float:
+    return float(value) if value is not None else math.nan
