@@ -2,13 +2,12 @@
 
 import warnings
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.monitoring.quality import CHECKS, ERROR, OK, TABLE, WARN, QualityResult, check_partition, worst
-from iot_mlops.monitoring.quality_store import stored_results, write_quality
+from iot_mlops.monitoring.quality import CHECKS, ERROR, TABLE, QualityResult, check_partition
+from iot_mlops.monitoring.quality_store import check_days, stored_results
 from iot_mlops.partitions import FleetContext, daily_asset, partition_days
 from iot_mlops.profiles import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
@@ -56,32 +55,6 @@ def evaluation(result: QualityResult, key: dg.AssetKey, day: date, one_day: bool
     return dg.AssetCheckResult(**fields) if one_day else dg.AssetCheckEvaluation(**fields, partition=day.isoformat())
 
 
-def results_table(per_day: dict[date, list[QualityResult]]) -> str:
-    lines = ["| day | check | value | severity | warn | error |", "|---|---|---|---|---|---|"]
-    for day, results in per_day.items():
-        lines += [f"| {day} | {r.check} | {r.value:.4%} | {r.severity} | {r.threshold_warn:g} | {r.threshold_error:g} |" for r in results]
-    return "\n".join(lines)
-
-
-def quality_metadata(per_day: dict[date, list[QualityResult]], lake_path: Path) -> dict[str, object]:
-    """Counts by severity and a table; each check's value as a number when the run is one day (plots)."""
-    flat = [r for results in per_day.values() for r in results]
-    metadata: dict[str, object] = {
-        "checks_ok": sum(r.severity == OK for r in flat),
-        "checks_warn": sum(r.severity == WARN for r in flat),
-        "checks_error": sum(r.severity == ERROR for r in flat),
-        "worst_severity": worst([r.severity for r in flat]),
-        "results": dg.MetadataValue.md(results_table(per_day)),
-        "per_day": dg.MetadataValue.json({str(d): {r.check: [r.value, r.severity] for r in rs} for d, rs in per_day.items()}),
-        "lake_path": dg.MetadataValue.path(str(lake_path)),
-    }
-    if len(per_day) == 1:  # a range run attaches the same metadata to every partition
-        (results,) = per_day.values()
-        metadata["dagster/row_count"] = len(results)
-        metadata.update({r.check: dg.MetadataValue.float(r.value) for r in results})
-    return metadata
-
-
 def quality_assets(ctx: FleetContext) -> list:
     """The five data-quality checks on `<fleet>/telemetry` partitions and the `<fleet>/data_quality` asset."""
     profile, fleet, partitions = ctx.profile, ctx.fleet, ctx.partitions
@@ -125,12 +98,8 @@ def quality_assets(ctx: FleetContext) -> list:
         deps=[telemetry_key, ctx.key("devices")],
     )
     def data_quality(context: dg.AssetExecutionContext, lake: LakeResource):
-        store, per_day, carried = lake.lake(), {}, {}
         with lake.connect() as con:
-            for day in partition_days(context):
-                folder = store.partition_version(fleet, "telemetry", day)
-                per_day[day] = check_partition(con, store, profile, day, folder, carried)
-                write_quality(con, store, fleet, day, per_day[day], folder.name)
-        return dg.MaterializeResult(metadata=quality_metadata(per_day, store.table_dir(fleet, TABLE)))
+            run = check_days(con, lake.lake(), profile, partition_days(context))
+        return dg.MaterializeResult(metadata={**run.metadata, **{k: dg.MetadataValue.md(v) for k, v in run.markdown.items()}})
 
     return [data_quality, telemetry_quality]

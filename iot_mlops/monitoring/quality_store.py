@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pandas as pd
 
 from iot_mlops.lake import Lake, connect, parquet, sql_str
 from iot_mlops.lake.commit import VERSION_PREFIX
-from iot_mlops.monitoring.quality import CHECKS, RANK, TABLE, QualityResult
+from iot_mlops.monitoring.quality import CHECKS, ERROR, OK, RANK, TABLE, WARN, QualityResult, check_partition, worst
+from iot_mlops.profiles.schema import FleetProfile
 
 
 def write_quality(con: duckdb.DuckDBPyConnection, lake: Lake, fleet: str, day: date, results: list[QualityResult],
@@ -64,3 +66,48 @@ def quality_history(lake: Lake, fleet: str) -> list[tuple[date, str]]:
         ).fetchall()
     names = {rank: name for name, rank in RANK.items()}
     return [(d, names[r]) for d, r in rows]
+
+
+@dataclass
+class QualityRun:
+    """The checks of each day of a run, written to `<fleet>/data_quality`."""
+
+    per_day: dict[date, list[QualityResult]]
+    lake_path: Path
+
+    @property
+    def metadata(self) -> dict[str, object]:
+        """Counts by severity, each day's values; each check's value as a number when the run is one day (plots)."""
+        flat = [r for results in self.per_day.values() for r in results]
+        metadata: dict[str, object] = {
+            "checks_ok": sum(r.severity == OK for r in flat),
+            "checks_warn": sum(r.severity == WARN for r in flat),
+            "checks_error": sum(r.severity == ERROR for r in flat),
+            "worst_severity": worst([r.severity for r in flat]),
+            "per_day": {str(d): {r.check: [r.value, r.severity] for r in rs} for d, rs in self.per_day.items()},
+            "lake_path": self.lake_path,
+        }
+        if len(self.per_day) == 1:  # a range run attaches the same metadata to every partition
+            (results,) = self.per_day.values()
+            metadata["dagster/row_count"] = len(results)
+            metadata.update({r.check: float(r.value) for r in results})
+        return metadata
+
+    @property
+    def markdown(self) -> dict[str, str]:
+        """A table of every day's checks."""
+        lines = ["| day | check | value | severity | warn | error |", "|---|---|---|---|---|---|"]
+        for day, results in self.per_day.items():
+            lines += [f"| {day} | {r.check} | {r.value:.4%} | {r.severity} | {r.threshold_warn:g} | {r.threshold_error:g} |"
+                      for r in results]
+        return {"results": "\n".join(lines)}
+
+
+def check_days(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, days: list[date]) -> QualityRun:
+    """Run the checks on each day's current telemetry version and write each day's results."""
+    per_day, carried = {}, {}
+    for day in days:
+        folder = lake.partition_version(profile.name, "telemetry", day)
+        per_day[day] = check_partition(con, lake, profile, day, folder, carried)
+        write_quality(con, lake, profile.name, day, per_day[day], folder.name)
+    return QualityRun(per_day, lake.table_dir(profile.name, TABLE))
