@@ -1,36 +1,15 @@
 """Dagster asset `<fleet>/drift_report[day]`: each day's features against the training reference profile."""
 
-import tempfile
-from dataclasses import dataclass
-from datetime import date
-from pathlib import Path
-
 import dagster as dg
-import duckdb
-import pandas as pd
 from pydantic import Field
 
-from iot_mlops.lake import Lake
 from iot_mlops.lake.resource import LakeResource
-from iot_mlops.monitoring.drift import TABLE, DriftResult, compute_drift, day_relation, strength, write_drift_report
-from iot_mlops.monitoring.evidently_report import (
-    REPORT_FILE,
-    EvidentlyResult,
-    day_sample,
-    run_evidently,
-    save_report,
-    shown_columns,
-)
-from iot_mlops.monitoring.reference import ReferenceProfile, load_reference_profile, load_reference_sample
-from iot_mlops.monitoring.sensor_features import drift_overrides
-from iot_mlops.monitoring.verdicts import VerdictComparison, compare_verdicts, explanation
+from iot_mlops.monitoring.drift import TABLE
+from iot_mlops.monitoring.drift_day import DayReport, report_day
+from iot_mlops.monitoring.reference import load_reference_profile, load_reference_sample
 from iot_mlops.partitions import FleetContext, daily_asset, partition_days
-from iot_mlops.profiles import FleetProfile
-from iot_mlops.registry.mlflow_service import ModelRegistry, run_page_url
 from iot_mlops.registry.resource import RegistryResource
 from iot_mlops.settings import get_settings
-
-TOP = 10  # drifted features listed in the materialization metadata
 
 
 class DriftReportConfig(dg.Config):
@@ -38,105 +17,12 @@ class DriftReportConfig(dg.Config):
                                               "MLflow (seconds per day; turn off for long backfills).")
 
 
-@dataclass
-class DayReport:
-    day: date
-    result: DriftResult
-    table: pd.DataFrame
-    path: Path
-    evidently: EvidentlyResult | None = None
-    verdicts: VerdictComparison | None = None
-    explanation: str = ""
-    html: str | None = None  # the MLflow artifact's URI
-    url: str | None = None
-
-
-def experiment_name(fleet: str) -> str:
-    return f"{fleet}_drift"
-
-
-def report_day(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, day: date, reference: ReferenceProfile,
-               sample: pd.DataFrame, registry: ModelRegistry | None = None, ui_url: str = "") -> DayReport:
-    """Drift of one day: the fast path's table, and (with a registry) Evidently's report logged to MLflow."""
-    fleet, spec = profile.name, profile.monitoring.drift
-    relation = day_relation(lake, fleet, day)
-    overrides = drift_overrides(profile, [f.name for f in reference.features])
-    result = compute_drift(con, relation, reference, sample, spec, what=f"{fleet}/features {day}", overrides=overrides)
-    table = result.frame()
-    table["evidently_method"] = pd.Series(pd.NA, index=table.index, dtype="string")
-    table["evidently_score"] = pd.Series(float("nan"), index=table.index, dtype="float64")
-    table["evidently_drifted"] = pd.Series(pd.NA, index=table.index, dtype="boolean")
-    report = DayReport(day=day, result=result, table=table, path=lake.partition_file(fleet, TABLE, day))
-    if registry is not None:
-        evidently = run_evidently(day_sample(con, relation, reference, spec.evidently_rows), sample, reference, spec)
-        table["evidently_method"] = table["feature"].map(evidently.methods).astype("string")
-        table["evidently_score"] = table["feature"].map(evidently.scores).astype("float64")
-        table["evidently_drifted"] = table["feature"].map(evidently.verdicts).astype("boolean")
-        report.evidently, report.verdicts = evidently, compare_verdicts(result, evidently)
-        report.explanation = explanation(report.verdicts, result, evidently, reference, spec, spec.evidently_rows)
-        columns = shown_columns(result, evidently, spec.evidently_top, spec.evidently_max_columns)
-        # One copy, in MLflow: its Artifacts tab renders the page the metadata links to, and the
-        # lake stays Parquet (the page beside each partition doubled a day's 11 MB).
-        with tempfile.TemporaryDirectory() as folder:
-            html = save_report(evidently, Path(folder) / REPORT_FILE, columns)
-            experiment_id, run_id = registry.log_report(
-                experiment_name(fleet), f"drift_report {day}", html, artifact_dir="evidently",
-                metrics={"drift_share": result.share, "drifted_features": len(result.drifted),
-                         "dataset_drift": float(result.dataset_drift), "evidently_agreement": agreement(table),
-                         "evidently_drift_share": evidently.share, "evidently_drifted_features": evidently.drifted_count},
-                tags={"fleet": fleet, "day": day.isoformat(), "reference_dataset": reference.dataset_fingerprint},
-            )
-        report.html = f"{registry.client.get_run(run_id).info.artifact_uri}/evidently/{REPORT_FILE}"
-        report.url = run_page_url(ui_url, experiment_id, run_id, f"evidently/{REPORT_FILE}")
-    write_drift_report(con, lake, fleet, day, table)
-    # Reports used to sit beside the partition; a stale one would describe other data.
-    report.path.with_name(REPORT_FILE).unlink(missing_ok=True)
-    return report
-
-
-def agreement(table: pd.DataFrame) -> float:
-    """Share of the features Evidently compared on which its verdict equals ours (NaN when it compared none)."""
-    compared = table[table["evidently_drifted"].notna()]
-    if compared.empty:
-        return float("nan")
-    return float((compared["evidently_drifted"].astype(bool) == compared["drifted"]).mean())
-
-
-def top_drifted(result: DriftResult, limit: int = TOP) -> str:
-    """Markdown table of the most drifted features (PSI over its threshold, or the smallest p-values)."""
-    drifted = sorted((f for f in result.tested if f.drifted), key=strength, reverse=True)[:limit]
-    if not drifted:
-        return "No feature drifted."
-    fmt = lambda v: "-" if v is None else f"{v:.4g}"
-    lines = ["| feature | method | statistic | p-value | threshold |", "|---|---|---|---|---|"]
-    lines += [f"| {f.feature} | {f.method} | {fmt(f.statistic)} | {fmt(f.p_value)} | {f.threshold:g} |" for f in drifted]
-    return "\n".join(lines)
-
-
-def day_metadata(report: DayReport, reference: ReferenceProfile) -> dict:
-    result = report.result
-    metadata = {
-        "drift_share": dg.MetadataValue.float(float(result.share)),
-        "drifted_features": len(result.drifted),
-        "tested_features": len(result.tested),
-        "dataset_drift": dg.MetadataValue.bool(result.dataset_drift),
-        "seasonal_drifted": ", ".join(result.seasonal_drifted) or "-",
-        "top_drifted": dg.MetadataValue.md(top_drifted(result)),
-        "rows": result.rows,
-        "dagster/row_count": len(report.table),
-        "path": dg.MetadataValue.path(str(report.path)),
-        "reference_dataset": reference.dataset_fingerprint,
-    }
+def day_metadata(report: DayReport) -> dict:
+    """The day's plain metadata, its Markdown entries, and the link to Evidently's report in MLflow."""
+    metadata = {**report.metadata, **{k: dg.MetadataValue.md(v) for k, v in report.markdown.items()}}
     if report.url and report.html and report.verdicts:
-        verdicts = report.verdicts
         metadata["evidently_report"] = dg.MetadataValue.url(report.url)
         metadata["evidently_html"] = dg.MetadataValue.path(report.html)
-        metadata["evidently_agreement"] = dg.MetadataValue.float(agreement(report.table))
-        metadata["evidently_drift_share"] = dg.MetadataValue.float(verdicts.evidently_share)
-        metadata["evidently_drifted_features"] = verdicts.evidently_drifted
-        metadata["evidently_tested_features"] = verdicts.evidently_tested
-        metadata["verdicts_disagree"] = dg.MetadataValue.md(verdicts.disagree_markdown())
-        metadata["drift_explanation"] = dg.MetadataValue.md(report.explanation)
     return metadata
 
 
@@ -168,7 +54,7 @@ def drift_assets(ctx: FleetContext) -> list:
             for day in partition_days(context):
                 report = report_day(con, store, profile, day, reference, sample, mlflow, ui_url)
                 # Per partition, so a range run still plots each day's drift share.
-                context.add_asset_metadata(day_metadata(report, reference), partition_key=day.isoformat())
+                context.add_asset_metadata(day_metadata(report), partition_key=day.isoformat())
         return dg.MaterializeResult()
 
     return [drift_report]

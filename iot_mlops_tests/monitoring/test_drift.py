@@ -17,7 +17,8 @@ import yaml
 from iot_mlops.lake import Lake, connect
 from iot_mlops.lake.resource import LakeResource
 from iot_mlops.monitoring.drift import DriftError, compute_drift, day_relation, drift_history, psi
-from iot_mlops.monitoring.drift_assets import drift_assets, experiment_name
+from iot_mlops.monitoring.drift_assets import drift_assets
+from iot_mlops.monitoring.drift_day import experiment_name
 from iot_mlops.monitoring.evidently_report import REPORT_FILE, day_sample, run_evidently
 from iot_mlops.monitoring.reference import SAMPLE_FILE, build_reference, load_reference_profile, load_reference_sample
 from iot_mlops.partitions import FleetContext
