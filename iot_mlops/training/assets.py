@@ -80,12 +80,7 @@ def training_assets(ctx: FleetContext) -> list:
             metadata={"incomplete_rows": report.incomplete_rows, "events_from": str(report.events_from),
                       "events_until": str(report.events_until)},
         )
-        return dg.MaterializeResult(metadata={
-            "complete_rows": report.complete_rows, "incomplete_rows": report.incomplete_rows,
-            "rows_out_of_service": report.out_of_service_rows,
-            "events_from": str(report.events_from), "events_until": str(report.events_until),
-            "positives": dg.MetadataValue.json(report.positives),
-        }, check_results=[check])
+        return dg.MaterializeResult(metadata=report.metadata, check_results=[check])
 
     @dg.asset(
         key=key("training_dataset"), kinds={"duckdb", "parquet"}, deps=[key("labels"), key("features")],

@@ -35,6 +35,15 @@ class LabelReport:
     events_from: datetime | None = None
     out_of_service_rows: int = 0
 
+    @property
+    def metadata(self) -> dict[str, object]:
+        """Complete, incomplete and out-of-service rows, the events' span and positives per component."""
+        return {
+            "complete_rows": self.complete_rows, "incomplete_rows": self.incomplete_rows,
+            "rows_out_of_service": self.out_of_service_rows,
+            "events_from": str(self.events_from), "events_until": str(self.events_until), "positives": self.positives,
+        }
+
 
 def events_coverage(lake: Lake, fleet: str) -> datetime | None:
     """End of the contiguous run of event partitions from the first: labels are known up to here."""
