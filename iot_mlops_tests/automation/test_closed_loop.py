@@ -37,6 +37,9 @@ def small_heaters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     energy["max"] *= 10  # energy per sample grows with the sampling interval
     spec["features"].update(windows=["1h", "6h"], aggregations=["mean", "max"], interactions=spec["features"]["interactions"][:1])
     spec["monitoring"]["drift"].update(evidently_rows=500)
+    # The loop is under test, not the model: with two windows of two aggregations the first model reads features through
+    # z-scores, as quantiles leave its row-level macro F1 under the gate's floor (0.44 against 0.5) on this fleet.
+    spec["training"]["scaling"] = "standard"
     profiles = tmp_path / "profiles"
     profiles.mkdir()
     (profiles / f"{FLEET}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
