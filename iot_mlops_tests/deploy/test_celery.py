@@ -172,7 +172,7 @@ def _fleet(root: Path, name: str, relative: dict | None = None) -> Fleet:
 def _instance_yaml() -> str:
     """The production instance's run queue and limits (deploy/dagster.yaml) on the default SQLite storage."""
     deployed = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
-    return yaml.safe_dump({k: deployed[k] for k in ("run_coordinator", "concurrency", "telemetry", "python_logs")})
+    return yaml.safe_dump({k: deployed[k] for k in ("concurrency", "telemetry", "python_logs")})
 
 
 @pytest.fixture(scope="module")
