@@ -168,6 +168,7 @@ def run_demo(devices: int = 250, days: int = 21, end: date | None = None, fleet:
          f"from {drift_from} a batch of {devices // 2} heaters of a new model joins the fleet (drift)")
     sim_profile = simulated(profile, devices, drift_from)
     simulate(sim_profile, window, echo)
+    schedule = simulator_for(sim_profile).failure_schedule()  # the truth each night's alarms are judged against
 
     defs = build_definitions()
     daily, training = defs.resolve_job_def(daily_job(fleet)), defs.resolve_job_def(training_job(fleet))
@@ -192,7 +193,7 @@ def run_demo(devices: int = 250, days: int = 21, end: date | None = None, fleet:
         result = _run(daily, instance, f"[3/5] the champion's alerts on the {len(test_days)} test days it did not train on",
                       [key("predictions")], echo, {**span, "dagster/asset_partition_range_start": str(test_days[0])})
         summary.run_ids.append(result.run_id)
-        summary.held_out = [_judged(Night(d, True, None, 0, 0), sim_profile) for d in test_days]
+        summary.held_out = [_judged(Night(d, True, None, 0, 0), sim_profile, schedule) for d in test_days]
 
     echo(f"[4/5] replaying {len(replay)} nights: the nightly schedule's runs and technician feedback here, the "
          "retraining sensors ticking in the Dagster daemon")
@@ -208,7 +209,7 @@ def run_demo(devices: int = 250, days: int = 21, end: date | None = None, fleet:
             since = time.time()
             summary.run_ids.extend(t.run_id for t in ticks if t.run_id)
             night = _judged(Night(day, all(r.success for r in runs), metadata["drift_report"].get("drift_share"),
-                                  int(metadata["predictions"].get("alerts", 0)), given, ticks), sim_profile)
+                                  int(metadata["predictions"].get("alerts", 0)), given, ticks), sim_profile, schedule)
             summary.nights.append(night)
             echo(_night_line(night, time.perf_counter() - started))
     today = window[-1] + timedelta(days=1)
@@ -260,8 +261,8 @@ def _night_line(night: Night, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def _judged(night: Night, profile: FleetProfile) -> Night:
-    judged: NightAlarms = night_alarms(profile, night.day)
+def _judged(night: Night, profile: FleetProfile, schedule: pd.DataFrame) -> Night:
+    judged: NightAlarms = night_alarms(profile, night.day, schedule)
     night.alerts, night.alarms, night.false_alarms, night.devices = judged.alerts, judged.alarms, judged.false_alarms, judged.devices
     return night
 

@@ -22,12 +22,19 @@ def truth(profile: FleetProfile) -> pd.DataFrame:
     return schedule.loc[~schedule["averted"], ["device_id", "component", "failure_time"]]
 
 
-def _day_alerts(profile: FleetProfile, day: date) -> pd.DataFrame:
+def _day_predictions(profile: FleetProfile, day: date) -> pd.DataFrame:
     file = Lake(get_settings().lake).partition_file(profile.name, "predictions", day)
     if not file.is_file():
         return pd.DataFrame(columns=["prediction_id", "device_id", "ts", "predicted_component"])
-    predictions = pd.read_parquet(file, columns=["prediction_id", "device_id", "ts", "predicted_component"])
+    return pd.read_parquet(file, columns=["prediction_id", "device_id", "ts", "predicted_component"])
+
+
+def _alerting(predictions: pd.DataFrame) -> pd.DataFrame:
     return predictions[predictions["predicted_component"] != "none"].sort_values(["ts", "device_id"])
+
+
+def _day_alerts(profile: FleetProfile, day: date) -> pd.DataFrame:
+    return _alerting(_day_predictions(profile, day))
 
 
 @dataclass(frozen=True)
@@ -58,13 +65,12 @@ def judge_alarms(alerts: pd.DataFrame, schedule: pd.DataFrame, horizon: timedelt
     return judged.assign(false=judged["found"].isna()).drop(columns="found").reset_index(drop=True)
 
 
-def night_alarms(profile: FleetProfile, day: date) -> NightAlarms:
-    """The night's alarms judged against the simulator's truth, and the devices scored that night."""
-    file = Lake(get_settings().lake).partition_file(profile.name, "predictions", day)
-    devices = pd.read_parquet(file, columns=["device_id"])["device_id"].nunique() if file.is_file() else 0
-    alerts = _day_alerts(profile, day)
-    judged = judge_alarms(alerts, simulator_for(profile).failure_schedule(), profile.target.horizon)
-    return NightAlarms(len(alerts), len(judged), int(judged["false"].sum()), devices)
+def night_alarms(profile: FleetProfile, day: date, schedule: pd.DataFrame) -> NightAlarms:
+    """The night's alarms judged against the simulator's `failure_schedule()`, and the devices scored that night."""
+    predictions = _day_predictions(profile, day)
+    alerts = _alerting(predictions)
+    judged = judge_alarms(alerts, schedule, profile.target.horizon)
+    return NightAlarms(len(alerts), len(judged), int(judged["false"].sum()), predictions["device_id"].nunique())
 
 
 def technician_feedback(profile: FleetProfile, day: date, per_night: int = PER_NIGHT) -> int:
