@@ -1,171 +1,133 @@
-"""The pandas baselines of bench/features.py: the same features as iot_mlops.features, two ways.
+"""The peers of bench/features.py: the features of `iot_mlops.features` in idiomatic Polars and in pandas.
 
-* ``straightforward_features``: what a data scientist would write first. For each window,
-  ``groupby(device).rolling(window, on=ts, closed="left")`` over the raw telemetry rows
-  (mean, std, min, max), read at one probe row per device and feature time t (the probe sorts
-  before any reading at t, so the window is [t - window, t)); first differences, percent
-  change and interactions of the step means (the rolling mean over one step); error counts
-  by the same rolling over indicator columns of the error events; hours since the last event
-  of each kind by ``merge_asof``; a merge for device attributes.
-* ``bucketed_features``: pre-aggregated per device and step bucket first (count, sum, sum
-  of squares, min, max), then ``groupby().rolling()`` over the buckets: what ours does, in
-  pandas. Faster; shown for transparency.
-
-A row at time t describes a device with data from before t: buckets [t - step, t) are
-labelled by their right edge t (aligned like DuckDB's time_bucket, origin 2000-01-03).
+Both aggregate per device and step bucket first (count, sum, sum of squares, min, max of each
+sensor), then roll over the buckets, like ours. A feature row at time t describes a device from
+data before t: the bucket [t - step, t) is labelled t, a window w covers the buckets (t - w, t].
+Steps divide a day, so buckets aligned to the epoch are aligned like DuckDB's time_bucket.
+Values are rounded to the decimals ours stores; files are zstd Parquet, one per day, and the
+newest row per device goes to one more file (ours' online table); every file is fsynced.
 """
 
 from __future__ import annotations
 
-import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from iot_mlops.features.sql import window_label  # noqa: E402
+from harness import fsync_tree
 
-DUCKDB_TIME_BUCKET_ORIGIN = "2000-01-03"  # time_bucket's default origin for sub-month widths
+from iot_mlops.features.sql import DECIMALS, error_codes, has_std, window_label
+from iot_mlops.profiles import load_profile
 
 
+def _plan(case: dict):
+    """(profile, feature times [start, end), the tracked events (kind, value, column), the error-count columns)."""
+    profile = load_profile(Path(case["profile"]))
+    days = [date.fromisoformat(d) for d in case["days"]]
+    start, end = datetime.combine(min(days), datetime.min.time()), datetime.combine(max(days) + timedelta(days=1), datetime.min.time())
+    codes = error_codes(profile)
+    tracked = [("maintenance", c, f"hours_since_maint_{c}") for c in profile.components]
+    tracked += [("error", code, f"hours_since_error_{code.lower()}") for code in codes]
+    counts = [(code, f"errors_{code.lower()}_{window_label(profile.features.error_window)}") for code in codes]
+    return profile, start, end, tracked, counts
 
 
-def straightforward_features(profile, tel, events, devices, start: datetime, end: datetime):
-    """The profile's features from the raw rows with pandas rolling windows, for t in [start, end)."""
-    import numpy as np
-    import pandas as pd
+def polars_side(case: dict) -> dict:
+    """Polars: group_by_dynamic step buckets, rolling_*_by windows over them, join_asof for the event features."""
+    import polars as pl
 
-    spec = profile.features
-    sensors = profile.sensor_names
-    step = pd.Timedelta(spec.step)
-    origin = pd.Timestamp(DUCKDB_TIME_BUCKET_ORIGIN)
-    # Feature times: the right edge of every step with telemetry; one probe row per device and time.
-    probes = tel[["device_id", "ts"]].copy()
-    probes["ts"] = probes["ts"] - (probes["ts"] - origin) % step + step
-    probes = probes.drop_duplicates(ignore_index=True)
-    probes["probe"] = True
-    frame = pd.concat([probes, tel.assign(probe=False)], ignore_index=True)
-    # A probe sorts before a reading at its own time: closed="left" then gives [t - window, t).
-    frame["_late"] = ~frame["probe"]
-    frame = frame.sort_values(["device_id", "ts", "_late"], kind="stable", ignore_index=True).drop(columns="_late")
-    at_probe = frame["probe"].to_numpy()
-    feats = frame.loc[at_probe, ["device_id", "ts"]].reset_index(drop=True)
-    out = {}
-    windows = list(spec.windows) + ([spec.step] if spec.differences or spec.interactions else [])
-    for window in dict.fromkeys(windows):
-        label = window_label(window)
-        rolling = frame.groupby("device_id", sort=False).rolling(pd.Timedelta(window), on="ts", closed="left")[sensors]
-        for agg in ("mean", "std", "min", "max"):
-            if agg in spec.aggregations or (agg == "mean" and window == spec.step):
-                values = getattr(rolling, agg)()[sensors].to_numpy()[at_probe]  # groups in order: rows stay aligned
-                for i, s in enumerate(sensors):
-                    out[f"{s}_{agg}_{label}"] = values[:, i]
-    step_mean = {s: pd.Series(out[f"{s}_mean_{window_label(spec.step)}"]) for s in sensors}
-    if spec.differences:
-        previous = feats.groupby("device_id", sort=False)["ts"].shift(1)
-        consecutive = (feats["ts"] - previous == step).to_numpy()
+    profile, start, end, tracked, counts = _plan(case)
+    spec, sensors, step = profile.features, profile.sensor_names, profile.features.step
+    stats = [e for s in sensors for e in (pl.col(s).count().alias(f"{s}__n"), pl.col(s).sum().alias(f"{s}__sum"),
+             (pl.col(s) * pl.col(s)).sum().alias(f"{s}__sq"), pl.col(s).min().alias(f"{s}__min"), pl.col(s).max().alias(f"{s}__max"))]  # fmt: skip
+    b = (pl.scan_parquet(case["telemetry"], hive_partitioning=False).sort("device_id", "ts")
+         .group_by_dynamic("ts", every=step, closed="left", label="right", group_by="device_id").agg(stats)
+         .rename({"ts": "t"}).collect())  # fmt: skip
+    col = pl.col
+    mean = {s: pl.when(col(f"{s}__n") > 0).then(col(f"{s}__sum") / col(f"{s}__n")) for s in sensors}
+    out = []
+    for window in spec.windows:
+        label, one = window_label(window), window == step
         for s in sensors:
-            prev = step_mean[s].groupby(feats["device_id"]).shift(1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[f"{s}_diff"] = np.where(consecutive, step_mean[s] - prev, np.nan)
-                out[f"{s}_pct_change"] = np.where(consecutive & (prev != 0), (step_mean[s] - prev) / prev.abs(), np.nan)
-    for inter in spec.interactions:
-        left, right = step_mean[inter.left], step_mean[inter.right]
-        out[inter.name] = {"difference": lambda: left - right, "ratio": lambda: left / right.where(right != 0), "product": lambda: left * right}[inter.op]().to_numpy()
-    columns = [f"{s}_{agg}_{window_label(w)}" for w in spec.windows for s in sensors for agg in ("mean", "std", "min", "max") if agg in spec.aggregations]
+            roll = lambda stat, how="sum", s=s: col(f"{s}__{stat}") if one else getattr(col(f"{s}__{stat}"), f"rolling_{how}_by")(
+                "t", window, closed="right").over("device_id")  # fmt: skip
+            n, total, sq, lo, hi = roll("n"), roll("sum"), roll("sq"), roll("min", "min"), roll("max", "max")
+            if "mean" in spec.aggregations:
+                out.append(pl.when(n > 0).then(total / n).alias(f"{s}_mean_{label}"))
+            if has_std(profile, window):
+                var = (sq - total * total / n) / (n - 1)
+                out.append(pl.when(n < 2).then(None).when(lo == hi).then(0.0).when(var < 0).then(0.0).otherwise(var.sqrt())
+                           .alias(f"{s}_std_{label}"))  # fmt: skip
+            out += [e.alias(f"{s}_{agg}_{label}") for agg, e in (("min", lo), ("max", hi)) if agg in spec.aggregations]
     if spec.differences:
-        columns += [f"{s}_{kind}" for s in sensors for kind in ("diff", "pct_change")]
-    columns += [inter.name for inter in spec.interactions]
-    feats = pd.concat([feats, pd.DataFrame({c: out[c] for c in columns})], axis=1)
-    del frame, out
-    feats = feats[(feats["ts"] >= start) & (feats["ts"] < end)].reset_index(drop=True)
+        consecutive = (col("t") - col("t").shift(1).over("device_id")) == step
+        for s in sensors:
+            prev = mean[s].shift(1).over("device_id")
+            out += [pl.when(consecutive).then(mean[s] - prev).alias(f"{s}_diff"),
+                    pl.when(consecutive & (prev != 0)).then((mean[s] - prev) / prev.abs()).alias(f"{s}_pct_change")]  # fmt: skip
+    for i in spec.interactions:
+        left, right = mean[i.left], mean[i.right]
+        out.append({"difference": left - right, "ratio": pl.when(right != 0).then(left / right), "product": left * right}[i.op].alias(i.name))
+    feats = b.select("device_id", col("t").alias("ts"), *out).filter(col("ts").is_between(start, end, closed="left")).sort("ts")
 
-    # Error counts in [t - error_window, t): the same rolling, over indicator columns of the events.
-    codes = list(profile.error_codes)
-    if codes:
-        errors = events.loc[events["kind"] == "error", ["device_id", "ts", "value"]]
-        flags = pd.DataFrame({"device_id": errors["device_id"], "ts": errors["ts"]})
-        for code in codes:
-            flags[code] = (errors["value"] == code).astype("float64")
-        both = pd.concat([feats[["device_id", "ts"]].assign(_late=False), flags.assign(_late=True)], ignore_index=True)
-        both = both.sort_values(["device_id", "ts", "_late"], kind="stable", ignore_index=True)
-        is_probe = ~both["_late"].to_numpy()
-        counts = both.groupby("device_id", sort=False).rolling(pd.Timedelta(spec.error_window), on="ts", closed="left")[codes].sum()
-        keyed = both.loc[is_probe, ["device_id", "ts"]].reset_index(drop=True)
-        counted = pd.DataFrame(counts[codes].to_numpy()[is_probe], columns=codes).fillna(0).astype("int64")
-        keyed = pd.concat([keyed, counted], axis=1)
-        feats = feats.merge(keyed, on=["device_id", "ts"], how="left")
-        feats = feats.rename(columns={code: f"errors_{code.lower()}_{window_label(spec.error_window)}" for code in codes})
-
-    # Hours since the last maintenance of each component and the last error of each code, before t.
-    since = [("maintenance", comp, f"hours_since_maint_{comp}") for comp in profile.components]
-    since += [("error", code, f"hours_since_error_{code.lower()}") for code in codes]
-    feats = feats.sort_values("ts", kind="stable", ignore_index=True)
-    for kind, value, name in since:
-        last = events.loc[(events["kind"] == kind) & (events["value"] == value), ["device_id", "ts"]]
-        last = last.rename(columns={"ts": "last_ts"}).sort_values("last_ts")
-        merged = pd.merge_asof(feats[["device_id", "ts"]], last, left_on="ts", right_on="last_ts", by="device_id", allow_exact_matches=False)
-        feats[name] = ((merged["ts"] - merged["last_ts"]).dt.total_seconds() / 3600.0).to_numpy()
-
-    attributes = [a.name for a in profile.source.devices.attributes]
-    feats = feats.merge(devices[["device_id", *attributes]], on="device_id", how="left")
-    return feats.sort_values(["device_id", "ts"], kind="stable").reset_index(drop=True)
+    events = pl.read_parquet(case["events"], hive_partitioning=False).sort("ts")
+    keys, earlier = feats.select("device_id", "ts"), feats.select("device_id", col("ts") - spec.error_window)
+    extra = []
+    for code, name in counts:
+        seen = events.filter((col("kind") == "error") & (col("value") == code)).select(
+            "device_id", "ts", seen=pl.int_range(1, pl.len() + 1).over("device_id"))  # fmt: skip
+        at = [k.join_asof(seen, on="ts", by="device_id", allow_exact_matches=False)["seen"].fill_null(0) for k in (keys, earlier)]
+        extra.append((at[0] - at[1]).alias(name))
+    for kind, value, name in tracked:
+        last = events.filter((col("kind") == kind) & (col("value") == value)).select("device_id", last=col("ts"))
+        joined = keys.join_asof(last, left_on="ts", right_on="last", by="device_id", allow_exact_matches=False)
+        extra.append(((joined["ts"] - joined["last"]).dt.total_microseconds() / 3.6e9).alias(name))
+    attrs = profile.source.devices.attributes
+    devices = pl.read_parquet(case["devices"], hive_partitioning=False).select(
+        "device_id", *(col(a.name).round(DECIMALS) if a.kind == "numeric" else col(a.name) for a in attrs))  # fmt: skip
+    feats = feats.with_columns(extra).join(devices, on="device_id", how="left").with_columns(pl.selectors.float().round(DECIMALS))
+    feats = feats.sort("device_id", "ts")
+    out_dir = Path(case["out"]) / "polars"
+    feats.with_columns(date=col("ts").dt.date()).write_parquet(out_dir / "features", partition_by="date", compression="zstd", mkdir=True)
+    feats.group_by("device_id").last().sort("device_id").write_parquet(out_dir / "online.parquet", compression="zstd")
+    fsync_tree(out_dir)
+    return {"out": str(out_dir / "features"), "rows": feats.height}
 
 
-def bucketed_features(profile, tel, events, devices, start: datetime, end: datetime):
-    """The profile's features in plain pandas, for feature times t in [start, end).
-
-    A row at time t describes a device with data from before t: buckets [t - step, t) are
-    labelled by their right edge t; a window w covers the buckets labelled (t - w, t].
-    """
+def pandas_side(case: dict) -> dict:
+    """pandas: groupby over floored timestamps, groupby().rolling() over the buckets, merge_asof for the event features."""
     import numpy as np
     import pandas as pd
+    import pyarrow.parquet as pq
 
-    spec = profile.features
-    sensors = profile.sensor_names
-    step = pd.Timedelta(spec.step)
-    aggs = spec.aggregations
-
-    # 1. one row per device and step bucket: count, sum, sum of squares, min, max
-    origin = pd.Timestamp(DUCKDB_TIME_BUCKET_ORIGIN)
-    tel["t"] = tel["ts"] - (tel["ts"] - origin) % step + step
-    named = {}
+    profile, start, end, tracked, counts = _plan(case)
+    spec, sensors, step = profile.features, profile.sensor_names, pd.Timedelta(profile.features.step)
+    tel = pq.read_table(case["telemetry"], partitioning=None).to_pandas()
+    tel["t"] = tel["ts"].dt.floor(step) + step
     for s in sensors:
-        named[f"{s}__n"] = (s, "count")
-        named[f"{s}__sum"] = (s, "sum")
-        if "std" in aggs:
-            tel[f"{s}__sq"] = tel[s] * tel[s]
-            named[f"{s}__sq"] = (f"{s}__sq", "sum")
-        if "min" in aggs:
-            named[f"{s}__min"] = (s, "min")
-        if "max" in aggs:
-            named[f"{s}__max"] = (s, "max")
+        tel[f"{s}__sq"] = tel[s] * tel[s]
+    named = {f"{s}__{stat}": (f"{s}__sq" if stat == "sq" else s, "sum" if stat == "sq" else agg)
+             for s in sensors for stat, agg in (("n", "count"), ("sum", "sum"), ("sq", "sum"), ("min", "min"), ("max", "max"))}  # fmt: skip
     b = tel.groupby(["device_id", "t"], sort=True).agg(**named).reset_index()
     del tel
-
-    # 2. rolling windows over the buckets, per device
     out = {"device_id": b["device_id"].to_numpy(), "ts": b["t"].to_numpy()}
     by_device = b.groupby("device_id", sort=False)
     for window in spec.windows:
         label = window_label(window)
         rolling = by_device.rolling(pd.Timedelta(window), on="t")
-        sums = rolling[[c for s in sensors for c in (f"{s}__n", f"{s}__sum") + ((f"{s}__sq",) if "std" in aggs else ())]].sum()
-        mins = rolling[[f"{s}__min" for s in sensors]].min() if "min" in aggs else None
-        maxs = rolling[[f"{s}__max" for s in sensors]].max() if "max" in aggs else None
+        sums = rolling[[f"{s}__{x}" for s in sensors for x in ("n", "sum", "sq")]].sum()
+        mins, maxs = rolling[[f"{s}__min" for s in sensors]].min(), rolling[[f"{s}__max" for s in sensors]].max()
         for s in sensors:
-            n = sums[f"{s}__n"].to_numpy()
-            total = sums[f"{s}__sum"].to_numpy()
+            n, total, sq = (sums[f"{s}__{x}"].to_numpy() for x in ("n", "sum", "sq"))
+            lo, hi = mins[f"{s}__min"].to_numpy(), maxs[f"{s}__max"].to_numpy()
             with np.errstate(divide="ignore", invalid="ignore"):
-                if "mean" in aggs:
+                if "mean" in spec.aggregations:
                     out[f"{s}_mean_{label}"] = np.where(n > 0, total / n, np.nan)
-                if "std" in aggs:
-                    sq = sums[f"{s}__sq"].to_numpy()
-                    var = np.where(n > 1, (sq - total * total / n) / (n - 1), np.nan)
-                    out[f"{s}_std_{label}"] = np.sqrt(np.maximum(var, 0))  # NaN stays NaN
-            if "min" in aggs:
-                out[f"{s}_min_{label}"] = mins[f"{s}__min"].to_numpy()
-            if "max" in aggs:
-                out[f"{s}_max_{label}"] = maxs[f"{s}__max"].to_numpy()
-
-    # 3. first differences and percent change of step means, interactions of step means
+                if has_std(profile, window):
+                    var = (sq - total * total / n) / (n - 1)
+                    out[f"{s}_std_{label}"] = np.where(n < 2, np.nan, np.where((lo == hi) | (var < 0), 0.0, np.sqrt(var)))
+            for agg, values in (("min", lo), ("max", hi)):
+                if agg in spec.aggregations:
+                    out[f"{s}_{agg}_{label}"] = values
     mean = {s: b[f"{s}__sum"] / b[f"{s}__n"].where(b[f"{s}__n"] != 0) for s in sensors}
     if spec.differences:
         consecutive = (b["t"] - by_device["t"].shift(1)) == step
@@ -173,100 +135,33 @@ def bucketed_features(profile, tel, events, devices, start: datetime, end: datet
             prev = mean[s].groupby(b["device_id"], sort=False).shift(1)
             out[f"{s}_diff"] = (mean[s] - prev).where(consecutive).to_numpy()
             out[f"{s}_pct_change"] = ((mean[s] - prev) / prev.abs().where(prev != 0)).where(consecutive).to_numpy()
-    for inter in spec.interactions:
-        left, right = mean[inter.left], mean[inter.right]
-        value = {"difference": lambda: left - right, "ratio": lambda: left / right.where(right != 0), "product": lambda: left * right}[inter.op]()
-        out[inter.name] = value.to_numpy()
+    for i in spec.interactions:
+        left, right = mean[i.left], mean[i.right]
+        out[i.name] = {"difference": lambda: left - right, "ratio": lambda: left / right.where(right != 0), "product": lambda: left * right}[i.op]().to_numpy()
     feats = pd.DataFrame(out)
     del b, by_device, out
-    feats = feats[(feats["ts"] >= start) & (feats["ts"] < end)].sort_values("ts", kind="stable").reset_index(drop=True)
+    feats = feats[(feats["ts"] >= start) & (feats["ts"] < end)].sort_values("ts", kind="stable", ignore_index=True)
 
-    # 4. error counts in [t - error_window, t): cumulative counts before t and before t - window
-    window = pd.Timedelta(spec.error_window)
-    errors = events[events["kind"] == "error"]
+    events = pq.read_table(case["events"], partitioning=None).to_pandas().sort_values("ts", kind="stable")
     keys = feats[["device_id", "ts"]]
-    before = keys.assign(ts=keys["ts"] - window)  # still sorted by ts
-    for code in profile.error_codes:
-        e = errors.loc[errors["value"] == code, ["device_id", "ts"]].sort_values("ts", kind="stable")
-        e["seen"] = e.groupby("device_id").cumcount() + 1
-        def seen_before(left):
-            merged = pd.merge_asof(left, e, on="ts", by="device_id", allow_exact_matches=False)
-            return merged["seen"].fillna(0).to_numpy(dtype="int64")
-        feats[f"errors_{code.lower()}_{window_label(spec.error_window)}"] = seen_before(keys) - seen_before(before)
-
-    # 5. hours since the last maintenance of each component and the last error of each code, strictly before t
-    since = [("maintenance", comp, f"hours_since_maint_{comp}") for comp in profile.components]
-    since += [("error", code, f"hours_since_error_{code.lower()}") for code in profile.error_codes]
-    for kind, value, name in since:
-        last = events.loc[(events["kind"] == kind) & (events["value"] == value), ["device_id", "ts"]]
-        last = last.rename(columns={"ts": "last_ts"}).sort_values("last_ts")
-        merged = pd.merge_asof(keys, last, left_on="ts", right_on="last_ts", by="device_id", allow_exact_matches=False)
-        feats[name] = ((merged["ts"] - merged["last_ts"]).dt.total_seconds() / 3600.0).to_numpy()
-
-    # 6. static device attributes
-    attributes = [a.name for a in profile.source.devices.attributes]
-    feats = feats.merge(devices[["device_id", *attributes]], on="device_id", how="left")
-    return feats.sort_values(["device_id", "ts"], kind="stable").reset_index(drop=True)
-
-
-def run_pandas(case, implementation: str, out: Path, every: int = 1) -> dict:
-    """Read the same lake partitions, compute with pandas, write one file per day into `out`.
-
-    `implementation`: "straightforward" or "bucketed". With `every` > 1, only every
-    `every`-th device (in sorted order of the devices table) is read and computed.
-    """
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    from iot_mlops.features.compute import lookback_days
-    from iot_mlops.profiles import load_profile
-
-    profile = load_profile(Path(case.profile))
-    days = [date.fromisoformat(d) for d in case.days]
-    lake = Path(case.lake) / profile.name
-    compute = {"straightforward": straightforward_features, "bucketed": bucketed_features}[implementation]
-    stages = {}
-    clock = time.perf_counter()
-    start = clock
-
-    def lap(name):
-        nonlocal clock
-        now = time.perf_counter()
-        stages[name] = now - clock
-        clock = now
-
-    def partition_files(table, wanted):
-        folder = lake / table
-        return [f for d in wanted if (f := folder / f"date={d.isoformat()}" / "data.parquet").is_file()]
-
-    first, last = min(days), max(days)
-    reach = (last - first).days + 1 + lookback_days(profile)
-    devices = pd.read_parquet(lake / "devices" / "data.parquet")
-    subset = None
-    if every > 1:
-        devices = devices[devices["device_id"].isin(sorted(devices["device_id"])[::every])]
-        subset = [("device_id", "in", list(devices["device_id"]))]
-    tel = pq.read_table(partition_files("telemetry", [last - timedelta(days=i) for i in range(reach)][::-1]), partitioning=None, filters=subset).to_pandas()
-    all_event_days = sorted(date.fromisoformat(p.name[5:]) for p in (lake / "events").glob("date=*"))
-    events = pq.read_table(partition_files("events", [d for d in all_event_days if d <= last]), partitioning=None, filters=subset).to_pandas()
-    lap("read")
-    feats = compute(profile, tel, events, devices, datetime.combine(first, datetime.min.time()), datetime.combine(last + timedelta(days=1), datetime.min.time()))
-    lap("compute")
+    earlier = keys.assign(ts=keys["ts"] - pd.Timedelta(spec.error_window))  # still sorted by ts
+    for code, name in counts:
+        seen = events.loc[(events["kind"] == "error") & (events["value"] == code), ["device_id", "ts"]]
+        seen["seen"] = seen.groupby("device_id").cumcount() + 1
+        at = [pd.merge_asof(k, seen, on="ts", by="device_id", allow_exact_matches=False)["seen"].fillna(0).to_numpy("int64")
+              for k in (keys, earlier)]  # fmt: skip
+        feats[name] = at[0] - at[1]
+    for kind, value, name in tracked:
+        last = events.loc[(events["kind"] == kind) & (events["value"] == value), ["device_id", "ts"]].rename(columns={"ts": "last"})
+        merged = pd.merge_asof(keys, last, left_on="ts", right_on="last", by="device_id", allow_exact_matches=False)
+        feats[name] = ((merged["ts"] - merged["last"]).dt.total_seconds() / 3600.0).to_numpy()
+    attrs = [a.name for a in profile.source.devices.attributes]
+    feats = feats.merge(pd.read_parquet(case["devices"])[["device_id", *attrs]], on="device_id", how="left")
     floats = feats.select_dtypes("float").columns
-    feats[floats] = feats[floats].round(6)
-    written = set()
-    for day, part in feats.groupby(feats["ts"].dt.floor("D"), sort=True):
-        target = out / f"date={day.date().isoformat()}" / "data.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part.to_parquet(target, compression="zstd", index=False)
-        written.add(day.date())
-    for day in set(days) - written:  # like ours, an empty partition for a day without rows
-        target = out / f"date={day.isoformat()}" / "data.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        feats.iloc[:0].to_parquet(target, compression="zstd", index=False)
-    newest = feats.loc[feats.groupby("device_id")["ts"].idxmax()].sort_values("device_id")
-    newest.to_parquet(out / "online_features.parquet", compression="zstd", index=False)
-    lap("write")
-    return {"seconds": time.perf_counter() - start, "rows": len(feats), "features": feats.shape[1] - 2, "stages": stages, "input_rows": len(tel)}
-
-
+    feats[floats] = feats[floats].round(DECIMALS)
+    feats = feats.sort_values(["device_id", "ts"], kind="stable", ignore_index=True)
+    out_dir = Path(case["out"]) / "pandas"
+    feats.assign(date=feats["ts"].dt.date).to_parquet(out_dir / "features", partition_cols=["date"], compression="zstd", index=False)
+    feats.groupby("device_id").tail(1).to_parquet(out_dir / "online.parquet", compression="zstd", index=False)
+    fsync_tree(out_dir)
+    return {"out": str(out_dir / "features"), "rows": len(feats)}
