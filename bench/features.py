@@ -22,8 +22,9 @@ the same lake files (telemetry of the range and its look-back, all events up to 
 * ours: ``iot_mlops.features.compute.compute_features``, what the Dagster asset runs: computes the
   features of every day of the range in one query, writes one fsynced zstd Parquet file per day
   (atomically) and refreshes the online table (the newest row per device);
-* polars: ``features_pandas.polars_side``, idiomatic Polars (``group_by_dynamic``, ``rolling_*_by``,
-  ``join_asof``), zstd Parquet partitioned by day and a file of the newest row per device;
+* polars: ``features_pandas.polars_side``, idiomatic Polars (a lazy ``group_by`` over ``dt.truncate``d times,
+  ``rolling_*_by(...).over(device)``, ``join_asof``), zstd Parquet partitioned by day, a file of the newest row
+  per device;
 * pandas: ``features_pandas.pandas_side``, pandas that first aggregates per device and step bucket,
   then rolls over the buckets; the same output with ``to_parquet(partition_cols=...)``.
 The peers' files are fsynced by ``harness.fsync_tree``; they write no temp files and rename nothing.

@@ -32,16 +32,16 @@ def _plan(case: dict):
 
 
 def polars_side(case: dict) -> dict:
-    """Polars: group_by_dynamic step buckets, rolling_*_by windows over them, join_asof for the event features."""
+    """Polars: step buckets by group_by, windows by rolling_*_by over them, join_asof for the event features."""
     import polars as pl
 
     profile, start, end, tracked, counts = _plan(case)
     spec, sensors, step = profile.features, profile.sensor_names, profile.features.step
     stats = [e for s in sensors for e in (pl.col(s).count().alias(f"{s}__n"), pl.col(s).sum().alias(f"{s}__sum"),
              (pl.col(s) * pl.col(s)).sum().alias(f"{s}__sq"), pl.col(s).min().alias(f"{s}__min"), pl.col(s).max().alias(f"{s}__max"))]  # fmt: skip
-    b = (pl.scan_parquet(case["telemetry"], hive_partitioning=False).sort("device_id", "ts")
-         .group_by_dynamic("ts", every=step, closed="left", label="right", group_by="device_id").agg(stats)
-         .rename({"ts": "t"}).collect())  # fmt: skip
+    # A group_by on truncated times, not group_by_dynamic: that needs the rows sorted by device first, 2-3x slower here.
+    b = (pl.scan_parquet(case["telemetry"], hive_partitioning=False)
+         .group_by("device_id", t=pl.col("ts").dt.truncate(step) + step).agg(stats).sort("device_id", "t").collect())  # fmt: skip
     col = pl.col
     mean = {s: pl.when(col(f"{s}__n") > 0).then(col(f"{s}__sum") / col(f"{s}__n")) for s in sensors}
     out = []
