@@ -75,11 +75,11 @@ def polars_side(case: dict) -> dict:
     for code, name in counts:
         seen = events.filter((col("kind") == "error") & (col("value") == code)).select(
             "device_id", "ts", seen=pl.int_range(1, pl.len() + 1).over("device_id"))  # fmt: skip
-        at = [k.join_asof(seen, on="ts", by="device_id", allow_exact_matches=False)["seen"].fill_null(0) for k in (keys, earlier)]
+        at = [k.join_asof(seen, on="ts", by="device_id", allow_exact_matches=False, check_sortedness=False)["seen"].fill_null(0) for k in (keys, earlier)]
         extra.append((at[0] - at[1]).alias(name))
     for kind, value, name in tracked:
         last = events.filter((col("kind") == kind) & (col("value") == value)).select("device_id", last=col("ts"))
-        joined = keys.join_asof(last, left_on="ts", right_on="last", by="device_id", allow_exact_matches=False)
+        joined = keys.join_asof(last, left_on="ts", right_on="last", by="device_id", allow_exact_matches=False, check_sortedness=False)
         extra.append(((joined["ts"] - joined["last"]).dt.total_microseconds() / 3.6e9).alias(name))
     attrs = profile.source.devices.attributes
     devices = pl.read_parquet(case["devices"], hive_partitioning=False).select(
