@@ -11,7 +11,8 @@ Parquet partitions (labels and features) and writes one zstd Parquet file sorted
 columns: device_id, ts, feature_ts, split, the targets, the feature columns.
 
 * ours: `iot_mlops.training.dataset.build_dataset` as the training_dataset asset calls it: a DuckDB ASOF JOIN,
-  written atomically (fsynced), then the fingerprint (sha256 of the file), the per-split counts and the manifest.
+  sorted and COPYed to Parquet, written atomically (it fsyncs the file itself), then the fingerprint (sha256 of the
+  file), the per-split counts and the manifest. It also checks that the labels carry `out_of_service`.
 * polars: `read_parquet` of the partitions, label filter, `join_asof(by="device_id", strategy="backward",
   tolerance=max_age)`, unmatched dropped, split assigned, sorted, `write_parquet(compression="zstd")`, fsynced.
 * merge_asof: pandas: pyarrow read, `pd.merge_asof(by="device_id", direction="backward", tolerance=max_age)`,
@@ -23,8 +24,8 @@ columns: device_id, ts, feature_ts, split, the targets, the feature columns.
   Feast maps the source's `ts` to `feature_ts` (a FileSource field mapping) so the matched row's time comes out.
   Feast runs in its own virtualenv (its pins clash with the project's): only with `--feast-python PATH`; CI
   runs without it. The Feast venv's DuckDB and pyarrow versions may differ from the project's.
-  Feast's file (Dask) offline store is not raced: it merges every label with every feature row of its device
-  before the TTL filter (about 1 billion rows for water_heaters), beyond this machine's memory.
+  Feast's file (Dask) offline store is not raced: by its code (`_merge` before `_filter_ttl`) it joins every label to
+  every feature row of its device before the TTL filter, about 1 billion rows for water_heaters.
 
 The other sides take the window and split boundaries from the project's `split_boundaries`, computed before the
 clock starts; ours computes them itself, and the run checks that they agree. Reads, the join, the sort and the
