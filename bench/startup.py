@@ -1,12 +1,13 @@
 """Command-line start-up: loading the definitions and `iot-mlops decisions`, each in fresh processes.
 
-Prints a table (median, min, max wall seconds of `--runs` processes after one warm-up), then `key: value`
-lines, and which heavy libraries each command imported (none of them should need MLflow or scikit-learn).
+Prints a table (median, min, max wall seconds of `--runs` processes after one warm-up, and which heavy libraries
+each command imported: none of them should need MLflow or scikit-learn), then the key lines
+`definitions_load_seconds` and `decisions_seconds` (medians). `--runs` defaults to 5, to 1 with `--tiny`; the
+harness's workdir and worker options are unused.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -15,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from harness import ROOT
+from harness import ROOT, finish, machine_line, parser, table
 
 HEAVY = ("mlflow", "sklearn", "skops", "matplotlib", "scipy.stats", "evidently")
 PROBE = "import json, sys; {code}; print('LOADED ' + json.dumps(sorted(m for m in {heavy} if m in sys.modules)))"
@@ -34,10 +35,12 @@ def run_once(code: str, env: dict[str, str]) -> tuple[float, list[str]]:
     return wall, loaded
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+def main() -> int:
+    p = parser(__doc__, [])
+    p.set_defaults(runs=None)
+    args = p.parse_args()
+    args.runs = args.runs or (1 if args.tiny else 5)
+    print(machine_line("startup", "dagster", "typer"))
     with tempfile.TemporaryDirectory() as data:
         env = {**os.environ, "IOT_MLOPS_DATA_DIR": data, "PYTHONPATH": str(ROOT)}
         rows = {}
@@ -46,14 +49,11 @@ def main() -> None:
             results = [run_once(code, env) for _ in range(args.runs)]
             walls = [w for w, _ in results]
             rows[name] = (statistics.median(walls), min(walls), max(walls), results[-1][1])
-    print(f"{'command':<18} {'median s':>9} {'min s':>7} {'max s':>7}  heavy libraries imported")
-    for name, (median, low, high, loaded) in rows.items():
-        print(f"{name:<18} {median:9.2f} {low:7.2f} {high:7.2f}  {', '.join(loaded) or 'none'}")
-    print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
-    for name, (median, _, _, loaded) in rows.items():
-        print(f"{name}_s: {median:.3f}")
-        print(f"{name}_heavy_imports: {len(loaded)}")
+    table(["command", "median s", "min s", "max s", "heavy libraries imported"],
+          [[name, median, low, high, ", ".join(loaded) or "none"] for name, (median, low, high, loaded) in rows.items()])
+    print(f"{args.runs} runs per command after one warm-up")
+    return finish([], {f"{name}_seconds": median for name, (median, *_) in rows.items()})
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""bench/startup.py with one run per command: the key lines are printed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = ["definitions_load_seconds", "decisions_seconds"]
+
+
+@pytest.mark.slow
+def test_startup_bench_one_run() -> None:
+    proc = subprocess.run([sys.executable, "bench/startup.py", "--tiny", "--runs", "1"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for key in KEYS:
+        found = re.search(rf"^{key}: ([0-9.]+)$", proc.stdout, re.MULTILINE)
+        assert found and float(found.group(1)) > 0, f"{key} missing or not positive:\n{proc.stdout}"
