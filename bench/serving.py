@@ -1,46 +1,50 @@
 #!/usr/bin/env python
-"""Benchmark: the prediction service (`iot-mlops serve`) against `mlflow models serve` of the same champion,
-then 10,000 concurrent feedback posts to a Postgres-backed service.
+"""Benchmark: one device's prediction over HTTP: our service against `mlflow models serve` and a FastAPI + sklearn app.
 
-Run on demand from the repository root (loopback only, nothing downloaded; about two minutes):
+Run from the repository root (loopback only, nothing downloaded; needs Postgres, IOT_MLOPS_BENCH_PG):
 
-    python bench/serving.py            # 15 s measured per side after 3 s of warm-up
-    python bench/serving.py --quick    # 5 s per side, 2,000 feedback posts
+    python bench/serving.py            # 3 rounds (--runs); per side and round: 1 and 50 clients, 10 s measured each
+    python bench/serving.py --tiny     # 1 round, 2 s windows, the mlflow sides at 50 clients only (CI)
 
 Setup, in a temporary folder: a water-heater champion as the profile trains it (logistic regression over 120
-features, the project's pipeline with per-component thresholds) on synthetic rows, saved with skops and registered
-in MLflow (SQLite) as `water_heaters_component_failure@champion`, plus a challenger (so the service also scores in
-shadow, as it does while a challenger waits at the gate), and online features for 200 devices.
+features, the project's pipeline with per-component fixed thresholds) on synthetic rows, saved with skops and
+registered in MLflow (SQLite) as `water_heaters_component_failure@champion`, a challenger, and online features for
+200 devices. Every side serves that champion with 2 uvicorn workers (uvloop, httptools, no access log); the servers
+run one after the other, each started afresh in every round (sides in turn, so a drift in the machine hits all).
 
-1. Single prediction: the real server process (uvicorn, `--workers`, operational store on Postgres) answers
-   `GET /api/predictions/water_heater/{device}/component_failure`, each client cycling over the 200 devices
-   (features lookup, champion + shadow challenger,
-   explanation, the prediction recorded) under `--clients` concurrent keep-alive clients in a closed loop; then
-   `mlflow models serve --env-manager local` of the same champion, same number of workers, answers
-   `POST /invocations` with the same feature row (dataframe_split). The servers run one after the other.
-2. Feedback: a server on a fresh Postgres database; 10,000 predictions are stored, then one feedback POST per
-   prediction, all issued at once over `--feedback-connections` connections; every response must be 201 and
-   the feedback table must hold exactly 10,000 rows.
+- ours: `iot-mlops serve` (operational store on Postgres), `GET /api/predictions/water_heater/{device}/component_failure`
+  with an API key: feature lookup, champion + shadow challenger, an explanation (top features), the prediction and
+  its shadow recorded in Postgres (committed before the answer), a validated response. Concurrent requests are
+  scored together (micro-batches). One listening socket per worker (SO_REUSEPORT); the other sides share one.
+- mlflow_serve_1: `mlflow models serve --env-manager local`, `POST /invocations` with the device's row as a 1-row
+  `dataframe_split`: the pyfunc's `predict`, i.e. per-component alerts (0/1), no probabilities; the client sends the
+  features (no lookup), nothing recorded, no key.
+- mlflow_serve_25: the same with 25 rows per request; predictions/s counts rows.
+- fastapi_sklearn: bench/serving_peer.py under `uvicorn --workers 2`: a dict device -> feature row read once,
+  `predict_proba` of the champion, alerts by its thresholds; no store write, no challenger, no explanation, no key,
+  no reload of models or features.
 
-The load generator is a separate process: raw keep-alive HTTP/1.1 connections on uvloop, a few microseconds of
-client CPU per request (the feedback burst uses aiohttp); latency is measured from just before the request is sent
-to the end of the response body, requests/s over the measured window. It shares the machine's cores with the
-servers, on both sides alike.
-Ends with `throughput_vs_mlflow_serve: X.XX` (ours / mlflow's requests per second).
+The load generator is its own process (raw keep-alive HTTP/1.1 on uvloop, microseconds of client CPU per request):
+`clients` connections in a closed loop, each cycling over the 200 devices; latency from just before a request is
+sent to the end of its response, requests/s over the measured window; the median over rounds is reported. It shares
+the machine's cores with the servers, alike for every side. Checked: for every device, ours' probabilities equal the
+peer's rounded to the 6 decimals ours returns, and the alerts of ours, the peer and both mlflow sides are identical;
+every response is 200. A mismatch exits 1.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from contextlib import contextmanager
@@ -48,15 +52,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import ROOT, spawn_worker
-
-from iot_mlops.processes import stop_process_group
+from harness import ROOT, finish, machine_line, parser, run_worker, spawn, table  # noqa: E402
 
 NAME = "water_heaters_component_failure"
 COMPONENTS = ["heating_element", "tank", "thermostat", "seal"]
 DEVICES = [f"WH-{1001 + i}" for i in range(200)]
 KEY = "bench-key"
+WORKERS = 2
+CLIENTS = (1, 50)
 PG = os.environ.get("IOT_MLOPS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+SIDES = ["ours", "mlflow_serve_1", "mlflow_serve_25", "fastapi_sklearn"]
+SERVERS = {"ours": ["ours"], "mlflow": ["mlflow_serve_1", "mlflow_serve_25"], "fastapi_sklearn": ["fastapi_sklearn"]}
+ROWS_PER_REQUEST = {"mlflow_serve_25": 25}
 
 
 def feature_names() -> list[str]:
@@ -79,7 +86,7 @@ def frame(rows: int, seed: int):
 
 
 def setup(work: Path) -> dict:
-    """Champion, challenger and online features under `work`; returns the server environment and the feature row."""
+    """Champion, challenger and online features under `work`; returns the server environment and the feature rows."""
     import numpy as np
     import pandas as pd
     from threadpoolctl import threadpool_limits
@@ -94,7 +101,8 @@ def setup(work: Path) -> dict:
     env = {"IOT_MLOPS_DATA_DIR": str(work / "data"), "IOT_MLOPS_LAKE_DIR": str(work / "lake"),
            "IOT_MLOPS_PROFILES_DIR": str(ROOT / "profiles"), "IOT_MLOPS_STORE_URL": f"sqlite:///{work / 'operational.db'}",
            "IOT_MLOPS_MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-           "IOT_MLOPS_MLFLOW_ARTIFACTS_DIR": str(work / "artifacts"), "IOT_MLOPS_API_KEYS": f"{hash_key(KEY)}:admin:bench"}
+           "IOT_MLOPS_MLFLOW_ARTIFACTS_DIR": str(work / "artifacts"), "IOT_MLOPS_API_KEYS": f"{hash_key(KEY)}:admin:bench",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "UVICORN_ACCESS_LOG": "false", "UVICORN_LOG_LEVEL": "info"}
     registry = ModelRegistry(env["IOT_MLOPS_MLFLOW_TRACKING_URI"], work / "artifacts")
     log = DecisionLog(env["IOT_MLOPS_STORE_URL"])
     X = frame(5000, 0)
@@ -112,10 +120,15 @@ def setup(work: Path) -> dict:
     online = frame(len(DEVICES), 9)
     online.insert(0, "ts", (datetime.now(UTC) - timedelta(minutes=20)).replace(tzinfo=None))
     online.insert(0, "device_id", DEVICES)
-    atomic_write(Lake(work / "lake").table_file("water_heaters", "online_features"), lambda tmp: online.to_parquet(tmp, index=False))
-    row = online.iloc[0]
-    columns = [c for c in X.columns]
-    return {"env": env, "columns": columns, "row": [row[c].item() if hasattr(row[c], "item") else row[c] for c in columns]}
+    features = Lake(work / "lake").table_file("water_heaters", "online_features")
+    atomic_write(features, lambda tmp: online.to_parquet(tmp, index=False))
+    env.update(PEER_MODEL_URI=f"models:/{NAME}@champion", PEER_FEATURES=str(features), PEER_COMPONENTS=",".join(COMPONENTS))
+    columns = list(X.columns)
+    return {"env": env, "columns": columns, "rows": [[v.item() if hasattr(v, "item") else v for v in row]
+                                                     for row in online[columns].itertuples(index=False)]}
+
+
+# --- servers ------------------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -124,60 +137,100 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
-    handle = open(log, "w")
-    return subprocess.Popen(command, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT, cwd=str(ROOT),
-                            start_new_session=True)
+def server_command(name: str, port: int) -> list[str]:
+    if name == "ours":
+        code = ("from iot_mlops.serving.cli import serve; "
+                f"serve(host='127.0.0.1', port={port}, workers={WORKERS}, log_level='info', access_log=False)")
+        return [sys.executable, "-c", code]
+    if name == "fastapi_sklearn":
+        return [sys.executable, "-m", "uvicorn", "serving_peer:app", "--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1",
+                "--port", str(port), "--workers", str(WORKERS)]
+    return [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@champion", "--env-manager", "local",
+            "-h", "127.0.0.1", "-p", str(port), "-w", str(WORKERS)]
 
 
-def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    import urllib.request
+@contextmanager
+def server(name: str, env: dict, work: Path, timeout: float = 300):
+    """A server, once every worker has started (each logs it); stopped with its process group afterwards."""
+    from iot_mlops.processes import stop_process_group
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"server not ready after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def ours(work: Path, env: dict, workers: int, log_name: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    code = ("from iot_mlops.serving.cli import serve; "
-            f"serve(host='127.0.0.1', port={port}, workers={workers}, log_level='warning', access_log=False)")
-    log = work / log_name
-    process = start([sys.executable, "-c", code], env, log)
-    wait_ready(f"http://127.0.0.1:{port}/readyz", process, log)
-    # /readyz answers once one worker is up; clients connecting before the others listen would all stay on it.
-    deadline = time.monotonic() + 120
-    while listening(port) < workers and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return process, f"http://127.0.0.1:{port}"
+    port, log = free_port(), work / f"server.{name}.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen(server_command(name, port), env={**os.environ, **env}, stdout=handle,
+                                   stderr=subprocess.STDOUT, cwd=str(ROOT), start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while log.read_text().count("Application startup complete") < WORKERS:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} server did not start (exit {process.poll()}):\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield port
+    finally:
+        stop_process_group(process)
 
 
-def listening(port: int) -> int:
-    """Listening TCP sockets on the port (one per worker), from /proc/net/tcp."""
-    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    return sum(1 for line in lines if line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A")
+def requests_for(side: str, port: int, prepared: dict) -> list[str]:
+    """The raw HTTP requests a client cycles through (as text, to pass to the load process)."""
+    host = f"Host: 127.0.0.1:{port}\r\n"
+    if side == "ours":
+        return [f"GET /api/predictions/water_heater/{d}/component_failure HTTP/1.1\r\n{host}X-API-Key: {KEY}\r\n\r\n"
+                for d in DEVICES]
+    if side == "fastapi_sklearn":
+        return [f"GET /predict/{d} HTTP/1.1\r\n{host}\r\n" for d in DEVICES]
+    out = []
+    for body in invocation_bodies(prepared, ROWS_PER_REQUEST.get(side, 1)):
+        out.append(f"POST /invocations HTTP/1.1\r\n{host}Content-Type: application/json\r\n"
+                   f"Content-Length: {len(body.encode())}\r\n\r\n{body}")
+    return out
 
 
-def mlflow_serve(work: Path, env: dict, workers: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    log = work / "mlflow_serve.log"
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@champion", "--env-manager", "local",
-               "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)]
-    process = start(command, {**env, "MLFLOW_TRACKING_URI": env["IOT_MLOPS_MLFLOW_TRACKING_URI"]}, log)
-    wait_ready(f"http://127.0.0.1:{port}/ping", process, log)
-    return process, f"http://127.0.0.1:{port}"
+def invocation_bodies(prepared: dict, rows: int) -> list[str]:
+    rows_ = prepared["rows"]
+    return [json.dumps({"dataframe_split": {"columns": prepared["columns"], "data": rows_[i:i + rows]}})
+            for i in range(0, len(rows_), rows)]
 
 
-# --- load generator (its own process) ------------------------------------------------------------
+def answers(side: str, port: int, prepared: dict) -> dict[str, dict]:
+    """Per device: the side's probabilities (when it returns them) and sorted alerts, asked over 4 connections."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = ROWS_PER_REQUEST.get(side, 1)
+    bodies = invocation_bodies(prepared, rows)
+
+    def ask(i: int) -> list[tuple[str, dict]]:
+        if side == "ours":
+            path, body, headers = f"/api/predictions/water_heater/{DEVICES[i]}/component_failure", None, {"X-API-Key": KEY}
+        elif side == "fastapi_sklearn":
+            path, body, headers = f"/predict/{DEVICES[i]}", None, {}
+        else:
+            path, body, headers = "/invocations", bodies[i // rows].encode(), {"Content-Type": "application/json"}
+        with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{path}", body, headers), timeout=60) as response:
+            r = json.loads(response.read())
+        if body is None:
+            return [(DEVICES[i], {"probabilities": r["probabilities"], "alerts": sorted(r["alerts"])})]
+        return [(d, {"alerts": sorted(c for c, flag in zip(COMPONENTS, flags) if flag)})
+                for d, flags in zip(DEVICES[i:i + rows], r["predictions"])]
+
+    with ThreadPoolExecutor(4) as pool:
+        return dict(pair for pairs in pool.map(ask, range(0, len(DEVICES), rows)) for pair in pairs)
+
+
+def answer_problems(seen: dict[str, dict[str, dict]]) -> list[str]:
+    """Ours against the peer (probabilities at ours' 6 decimals, alerts), every side's alerts against the peer's."""
+    problems, peer = [], seen["fastapi_sklearn"]
+    for side, got in seen.items():
+        if sorted(got) != sorted(peer):
+            problems.append(f"{side}: answered {len(got)} devices, the peer {len(peer)}")
+            continue
+        bad = [d for d in DEVICES if got[d]["alerts"] != peer[d]["alerts"]]
+        if side == "ours":
+            bad += [d for d in DEVICES if got[d]["probabilities"] != {c: round(p, 6) for c, p in peer[d]["probabilities"].items()}]
+        if bad:
+            problems.append(f"{side}: {len(bad)} devices differ from fastapi_sklearn, e.g. {bad[0]}: {got[bad[0]]} vs {peer[bad[0]]}")
+    return problems
+
+
+# --- load generator (its own process) -----------------------------------------------------------------
 
 
 class _Exchange(asyncio.Protocol):
@@ -218,30 +271,19 @@ class _Exchange(asyncio.Protocol):
         return await self.waiter
 
 
-def _requests(case: dict) -> list[bytes]:
-    """The raw requests a client cycles through (one per path)."""
-    body = json.dumps(case["body"]).encode() if case.get("body") is not None else b""
-    out = []
-    for path in case["paths"]:
-        head = f"{case['method']} {path} HTTP/1.1\r\nHost: {case['host']}:{case['port']}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in case.get("headers", {}).items())
-        if body:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        out.append(head.encode() + b"\r\n" + body)
-    return out
-
-
 async def closed_loop(case: dict) -> dict:
     """`clients` keep-alive connections, each sending its next request as soon as the last answer is in."""
+    import numpy as np
+
     latencies, statuses = [], Counter()
-    requests = _requests(case)
+    requests = [r.encode() for r in case["requests"]]
     loop = asyncio.get_running_loop()
     start = time.perf_counter()
     measure, end = start + case["warmup"], start + case["warmup"] + case["duration"]
 
     async def client(offset: int):
-        transport, exchange = await loop.create_connection(_Exchange, case["host"], case["port"])
-        n = offset
+        transport, exchange = await loop.create_connection(_Exchange, "127.0.0.1", case["port"])
+        n = offset * 7
         while (t0 := time.perf_counter()) < end:
             status = await exchange.send(requests[n % len(requests)])
             n += 1
@@ -251,58 +293,18 @@ async def closed_loop(case: dict) -> dict:
         transport.close()
 
     await asyncio.gather(*(client(i) for i in range(case["clients"])))
-    return {"latencies_ms": summarize(latencies), "requests": len(latencies), "rps": len(latencies) / case["duration"],
+    ms = np.asarray(latencies or [float("nan")]) * 1000
+    return {"rps": len(latencies) / case["duration"], "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
             "statuses": {str(k): v for k, v in statuses.items()}}
 
 
-async def burst(case: dict) -> dict:
-    """Every feedback POST issued at once (the connector caps open connections); no retries."""
-    import aiohttp
-
-    latencies, statuses = [], Counter()
-    connector = aiohttp.TCPConnector(limit=case["connections"])
-    body = json.dumps({"type": "correct", "rating": 4, "source": "app", "comment": "benchmark"}).encode()
-    headers = {**case["headers"], "content-type": "application/json"}
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
-        async def post(pid: str):
-            t0 = time.perf_counter()
-            try:
-                async with session.post(f"{case['url']}/api/predictions/{pid}/feedback", data=body, headers=headers) as r:
-                    await r.read()
-                    statuses[r.status] += 1
-            except aiohttp.ClientError as error:
-                statuses[type(error).__name__] += 1
-            latencies.append(time.perf_counter() - t0)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(post(pid) for pid in case["ids"]))
-        elapsed = time.perf_counter() - start
-    return {"latencies_ms": summarize(latencies), "requests": len(latencies), "rps": len(latencies) / elapsed,
-            "seconds": elapsed, "statuses": {str(k): v for k, v in statuses.items()}}
-
-
-def _port(base: str) -> int:
-    return int(base.rsplit(":", 1)[1])
-
-
-def summarize(latencies: list[float]) -> dict:
-    import numpy as np
-
-    if not latencies:
-        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
-    ms = np.asarray(latencies) * 1000
-    return {f"p{q}": float(np.percentile(ms, q)) for q in (50, 95, 99)}
-
-
-def run_load(case_file: Path) -> None:
+def load(case: dict) -> dict:
     import uvloop
 
-    case = json.loads(case_file.read_text())
-    result = uvloop.run(burst(case) if case["mode"] == "burst" else closed_loop(case))
-    print("RESULT " + json.dumps(result), flush=True)
+    return uvloop.run(closed_loop(case))
 
 
-# --- the run --------------------------------------------------------------------------------------
+# --- the run ------------------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -323,99 +325,66 @@ def postgres_database():
         admin.close()
 
 
-def feedback_phase(work: Path, env: dict, workers: int, posts: int, connections: int) -> tuple[dict, int]:
-    import sqlalchemy as sa
+def window(side: str, clients: int, port: int, prepared: dict, timing: tuple[float, float], work: Path) -> dict:
+    """One measured window of the load process against the running server."""
+    case = {"port": port, "clients": clients, "warmup": timing[0], "duration": timing[1],
+            "requests": requests_for(side, port, prepared)}
+    r = spawn(__file__, side, case, work)
+    print(f"  {side:<16} c={clients:<3} {r['rps']:9.0f} req/s  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms", flush=True)
+    return r
 
-    from iot_mlops.opstore.engine import engine_for
-    from iot_mlops.opstore.predictions import PredictionLog
-    from iot_mlops.opstore.schema import feedback
 
-    with postgres_database() as url:
-        now = datetime.now(UTC)
-        records = [dict(fleet="water_heaters", device_id=DEVICES[i % len(DEVICES)], ts=now, model_name=NAME, model_version="1",
-                        predicted_component="none", probabilities={c: 0.1 for c in COMPONENTS}) for i in range(posts)]
-        ids = PredictionLog(url).record_many(records)
-        process, base = ours(work, {**env, "IOT_MLOPS_STORE_URL": url}, workers, "ours_postgres.log")
-        try:
-            result = spawn_worker(__file__, "load", "feedback", {"mode": "burst", "url": base, "ids": ids,
-                                                                  "headers": {"X-API-Key": KEY}, "connections": connections}, work)
-        finally:
-            stop_process_group(process)
-        with engine_for(url).connect() as conn:
-            stored = conn.execute(sa.select(sa.func.count()).select_from(feedback)).scalar_one()
-        engine_for(url).dispose()
-        return result, int(stored)
+def run(args, work: Path) -> int:
+    print(machine_line("serving", "fastapi", "uvicorn", "mlflow", "scikit-learn"), flush=True)
+    rounds, timing = (1, (0.5, 2.0)) if args.tiny else (args.runs, (2.0, 10.0))
+    started = time.perf_counter()
+    prepared = setup(work)
+    print(f"setup {time.perf_counter() - started:.1f} s; {len(prepared['columns'])} model inputs, {len(DEVICES)} devices, "
+          f"{WORKERS} server workers per side; {rounds} round(s), each window {timing[1]:.0f} s measured after "
+          f"{timing[0]:.1f} s warm-up", flush=True)
+    results: dict[tuple[str, int], list[dict]] = {}
+    seen, problems = {}, []
+    with postgres_database() as url:  # several workers write predictions: Postgres, as `serve --workers N` requires
+        env = {**prepared["env"], "IOT_MLOPS_STORE_URL": url}
+        for i in range(rounds):
+            print(f"round {i + 1}/{rounds}", flush=True)
+            for name, sides in SERVERS.items():
+                with server(name, env, work) as port:
+                    for side in sides:
+                        if side not in seen:
+                            seen[side] = answers(side, port, prepared)
+                        # --tiny: mlflow only at 50 clients, to stay short
+                        for clients in CLIENTS if not (args.tiny and name == "mlflow") else CLIENTS[-1:]:
+                            results.setdefault((side, clients), []).append(window(side, clients, port, prepared, timing, work))
+    problems += [f"{s} at {c} clients: statuses {r['statuses']}" for (s, c), v in results.items() for r in v
+                 if set(r["statuses"]) != {"200"}]
+    problems += answer_problems(seen)
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")} for k, v in results.items()}
+    print(f"\nmedian of {rounds} round(s); load average now {os.getloadavg()[0]:.1f}\n")
+    table(["side", "clients", "rows/request", "requests/s", "predictions/s", "p50 ms", "p99 ms"],
+          [[s, c, ROWS_PER_REQUEST.get(s, 1), round(m["rps"]), round(m["rps"] * ROWS_PER_REQUEST.get(s, 1)),
+            m["p50"], m["p99"]] for (s, c), m in med.items()])
+    print()
+    ours50, ours1 = med[("ours", 50)], med[("ours", 1)]
+    return finish(problems, {
+        "throughput_vs_fastapi_sklearn": ours50["rps"] / med[("fastapi_sklearn", 50)]["rps"],
+        "p99_vs_fastapi_sklearn_c1": ours1["p99"] / med[("fastapi_sklearn", 1)]["p99"],
+        "throughput_vs_mlflow_serve": ours50["rps"] / med[("mlflow_serve_1", 50)]["rps"],
+        "predictions_vs_mlflow_serve_25": ours50["rps"] / (med[("mlflow_serve_25", 50)]["rps"] * 25)})
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker")
-    parser.add_argument("--case-file", type=Path)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--duration", type=float, default=15.0)
-    parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--feedback", type=int, default=10_000)
-    parser.add_argument("--feedback-connections", type=int, default=500)
-    parser.add_argument("--keep", action="store_true", help="Keep the temporary folder (models, logs, stores).")
-    args = parser.parse_args()
+    args = parser(__doc__, SIDES).parse_args()
     if args.worker:
-        run_load(args.case_file)
+        run_worker({side: load for side in SIDES}, args.worker, args.case_file)
         return 0
-    if args.quick:
-        args.duration, args.feedback = 5.0, 2000
-    work = Path(tempfile.mkdtemp(prefix="bench_serving_"))
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_serving_"))
+    work.mkdir(parents=True, exist_ok=True)
     try:
         return run(args, work)
     finally:
-        if not args.keep:
+        if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-
-
-def run(args: argparse.Namespace, work: Path) -> int:
-    print(f"setting up in {work} ...", flush=True)
-    setup_start = time.perf_counter()
-    prepared = setup(work)
-    env = prepared["env"]
-    print(f"setup {time.perf_counter() - setup_start:.1f} s; {len(prepared['columns'])} model inputs", flush=True)
-    load = {"mode": "closed", "clients": args.clients, "warmup": args.warmup, "duration": args.duration, "host": "127.0.0.1"}
-
-    with postgres_database() as url:  # several workers write predictions: Postgres, as `serve --workers N` requires
-        process, base = ours(work, {**env, "IOT_MLOPS_STORE_URL": url}, args.workers, "ours_predictions.log")
-        try:
-            paths = [f"/api/predictions/water_heater/{device}/component_failure" for device in DEVICES]
-            ours_result = spawn_worker(__file__, "load", "ours", {**load, "method": "GET", "headers": {"X-API-Key": KEY},
-                                                                  "port": _port(base), "paths": paths}, work)
-        finally:
-            stop_process_group(process)
-    process, base = mlflow_serve(work, env, args.workers)
-    try:
-        body = {"dataframe_split": {"columns": prepared["columns"], "data": [prepared["row"]]}}
-        mlflow_result = spawn_worker(__file__, "load", "mlflow", {**load, "method": "POST", "body": body,
-                                                                  "port": _port(base), "paths": ["/invocations"]}, work)
-    finally:
-        stop_process_group(process)
-    feedback_result, stored = feedback_phase(work, env, args.workers, args.feedback, args.feedback_connections)
-
-    rows = [("ours: GET prediction (explained, recorded, shadow)", ours_result),
-            ("mlflow models serve: POST /invocations", mlflow_result),
-            (f"ours: {args.feedback} feedback POSTs at once (Postgres)", feedback_result)]
-    print(f"\n{args.clients} concurrent clients, {args.workers} server workers, {os.cpu_count()} CPUs, "
-          f"{args.duration:.0f} s measured per side after {args.warmup:.0f} s warm-up\n")
-    print(f"{'case':<56} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}  statuses")
-    for label, r in rows:
-        lat = r["latencies_ms"]
-        print(f"{label:<56} {r['requests']:>9} {r['rps']:>8.0f} {lat['p50']:>8.1f} {lat['p95']:>8.1f} {lat['p99']:>8.1f}  {r['statuses']}")
-    created = feedback_result["statuses"].get("201", 0)
-    lost = args.feedback - stored
-    ratio = ours_result["rps"] / mlflow_result["rps"] if mlflow_result["rps"] else float("inf")
-    print(f"\nfeedback: {created} answered 201, {stored} rows stored, lost {lost}")
-    print(f"targets: p99 <= 20 ms: {ours_result['latencies_ms']['p99']:.1f} ms ({'met' if ours_result['latencies_ms']['p99'] <= 20 else 'MISSED'}); "
-          f">= 3x mlflow serve: {ratio:.2f}x ({'met' if ratio >= 3 else 'MISSED'}); 0 lost: {'met' if lost == 0 and created == args.feedback else 'MISSED'}")
-    print(f"throughput_vs_mlflow_serve: {ratio:.2f}")
-    ok = set(ours_result["statuses"]) == {"200"} and set(mlflow_result["statuses"]) == {"200"} and lost == 0 and stored == args.feedback
-    return 0 if ok else 1
 
 
 if __name__ == "__main__":
