@@ -22,10 +22,10 @@ the same lake files (telemetry of the range and its look-back, all events up to 
 * ours: ``iot_mlops.features.compute.compute_features``, what the Dagster asset runs: computes the
   features of every day of the range in one query, writes one fsynced zstd Parquet file per day
   (atomically) and refreshes the online table (the newest row per device);
-* polars: ``features_pandas.polars_side``, idiomatic Polars (a lazy ``group_by`` over ``dt.truncate``d times,
+* polars: ``features_peers.polars_side``, idiomatic Polars (a lazy ``group_by`` over ``dt.truncate``d times,
   ``rolling_*_by(...).over(device)``, ``join_asof``), zstd Parquet partitioned by day, a file of the newest row
   per device;
-* pandas: ``features_pandas.pandas_side``, pandas that first aggregates per device and step bucket,
+* pandas: ``features_peers.pandas_side``, pandas that first aggregates per device and step bucket,
   then rolls over the buckets; the same output with ``to_parquet(partition_cols=...)``.
 The peers' files are fsynced by ``harness.fsync_tree``; they write no temp files and rename nothing.
 Their outputs must equal ours (rows by device and time, every column within 1e-6); otherwise the run
@@ -43,7 +43,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import features_pandas as peers  # noqa: E402
+import features_peers as peers  # noqa: E402
 from harness import AZURE_DIR, ROOT, finish, frame_problems, machine_line, measure, parser, run_worker, table  # noqa: E402
 
 SIDES = ["ours", "polars", "pandas"]
