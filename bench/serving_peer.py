@@ -3,7 +3,7 @@
 Started by bench/serving.py as `uvicorn serving_peer:app --app-dir bench --workers N`. At start-up it loads
 `PEER_MODEL_URI` with mlflow.sklearn (MLFLOW_TRACKING_URI) and reads the online feature table (`PEER_FEATURES`,
 Parquet) once into device -> one-row DataFrame. GET /predict/{device} answers the champion's per-component
-probabilities (one predict_proba call) and the alerts from each component's own fixed threshold: no store write,
+probabilities (one predict_proba call, in FastAPI's thread pool as its docs advise for blocking work) and the alerts from each component's own fixed threshold: no store write,
 no shadow challenger, no explanation, no API key, no reload when the champion or the features change.
 """
 
@@ -24,7 +24,7 @@ app = FastAPI()
 
 
 @app.get("/predict/{device_id}")
-async def predict(device_id: str) -> dict:
+def predict(device_id: str) -> dict:
     row = ROWS.get(device_id)
     if row is None:
         raise HTTPException(404, f"unknown device {device_id}")
