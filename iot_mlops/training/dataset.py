@@ -114,6 +114,16 @@ def _join(profile: FleetProfile, labels, features, bounds: Boundaries, start: da
             .sort("ts", "device_id"))
 
 
+def _write(frame, path: Path) -> None:
+    """Write zstd Parquet with pyarrow (faster than Polars' writer on wide frames); strings as `string`, as DuckDB wrote them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = frame.to_arrow()
+    schema = pa.schema([f.with_type(pa.string()) if f.type in (pa.large_string(), pa.string_view()) else f for f in table.schema])
+    pq.write_table(table.cast(schema), path, compression="zstd")
+
+
 def _check_out_of_service(fleet: str, labels) -> None:
     """Labels written before rows of a failed device were flagged would count those rows as negatives, or,
     mixed with newer partitions, drop them unseen: ask for the labels to be rebuilt instead."""
@@ -142,7 +152,7 @@ def build_dataset(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProf
     start = max(first, end - timedelta(days=window_days)) if window_days else first
     bounds = split_boundaries(profile, start, end, split)
     joined = _join(profile, labels, _read(feature_files), bounds, start, end)
-    target = atomic_write(lake.table_file(fleet, table), lambda tmp: joined.write_parquet(tmp, compression="zstd"))
+    target = atomic_write(lake.table_file(fleet, table), lambda tmp: _write(joined, tmp))
     report = DatasetReport(path=target, fingerprint=fingerprint(target), boundaries=bounds, window=(start, end))
     targets = [label_column(c) for c in profile.components]
     counts = joined.group_by("split").agg(pl.len(), *(pl.col(t).sum() for t in targets))
