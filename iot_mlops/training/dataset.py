@@ -103,25 +103,29 @@ def _join(profile: FleetProfile, labels, features, bounds: Boundaries, start: da
     ts, targets = pl.col("ts"), [label_column(c) for c in profile.components]
     labels = (labels.filter(pl.col("label_complete") & ~pl.col("out_of_service") & (ts >= start) & (ts < end))
               .select("device_id", "ts", *targets).sort("ts"))
-    features = features.rename({"ts": "feature_ts"}).sort("feature_ts")
+    keys = features.select("device_id", pl.col("ts").alias("feature_ts")).with_row_index("row").sort("feature_ts")
     split = (pl.when(ts < bounds.train_end).then(pl.lit("train"))
              .when((ts >= bounds.val_start) & (ts < bounds.val_end)).then(pl.lit("validation"))
              .when(ts >= bounds.test_start).then(pl.lit("test")))
-    return (labels.join_asof(features, left_on="ts", right_on="feature_ts", by="device_id", strategy="backward",
-                             tolerance=profile.features.max_age, check_sortedness=False)  # both sorted just above
-            .filter(pl.col("feature_ts").is_not_null()).with_columns(split.alias("split")).filter(pl.col("split").is_not_null())
-            .select("device_id", "ts", "feature_ts", "split", *targets, *(c for c in features.columns if c not in ("device_id", "feature_ts")))
-            .sort("ts", "device_id"))
+    # Joined and sorted on the keys alone: the wide feature columns are gathered once, at the end.
+    joined = (labels.join_asof(keys, left_on="ts", right_on="feature_ts", by="device_id", strategy="backward",
+                               tolerance=profile.features.max_age, check_sortedness=False)  # both sorted just above
+              .filter(pl.col("feature_ts").is_not_null()).with_columns(split.alias("split")).filter(pl.col("split").is_not_null())
+              .sort("ts", "device_id"))
+    wide = features.drop("device_id", "ts")[joined["row"]]
+    return pl.concat([joined.select("device_id", "ts", "feature_ts", "split", *targets), wide], how="horizontal")
 
 
 def _write(frame, path: Path) -> None:
-    """Write zstd Parquet with pyarrow (faster than Polars' writer on wide frames); strings as `string`, as DuckDB wrote them."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Write zstd Parquet with Polars; strings typed `string` for Arrow readers, as DuckDB wrote them."""
+    import base64
 
-    table = frame.to_arrow()
-    schema = pa.schema([f.with_type(pa.string()) if f.type in (pa.large_string(), pa.string_view()) else f for f in table.schema])
-    pq.write_table(table.cast(schema), path, compression="zstd")
+    import pyarrow as pa
+
+    schema = frame.head(0).to_arrow().schema
+    schema = pa.schema([f.with_type(pa.string()) if f.type in (pa.large_string(), pa.string_view()) else f for f in schema])
+    # Polars would store its own Arrow schema (`large_string`); the file's key-value metadata takes this one instead.
+    frame.write_parquet(path, compression="zstd", metadata={"ARROW:schema": base64.b64encode(schema.serialize().to_pybytes()).decode()})
 
 
 def _check_out_of_service(fleet: str, labels) -> None:
