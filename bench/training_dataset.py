@@ -11,9 +11,9 @@ Parquet partitions (labels and features) and writes one zstd Parquet file sorted
 columns: device_id, ts, feature_ts, split, the targets, the feature columns.
 
 * ours: `iot_mlops.training.dataset.build_dataset` as the training_dataset asset calls it: Polars reads the
-  partitions, checks that the labels carry `out_of_service`, finds the labelled window, `join_asof`s, assigns the
-  split, sorts, and writes with pyarrow (zstd) atomically (it fsyncs the file itself), then the fingerprint (sha256
-  of the file), the per-split counts and the manifest.
+  partitions, checks that the labels carry `out_of_service`, finds the labelled window, `join_asof`s and sorts on
+  the keys alone (the feature columns gathered once after), assigns the split, writes (zstd) atomically (it fsyncs
+  the file itself), then the fingerprint (sha256 of the file), the per-split counts and the manifest.
 * polars: `read_parquet` of the partitions, label filter, `join_asof(by="device_id", strategy="backward",
   tolerance=max_age)`, unmatched dropped, split assigned, sorted, `write_parquet(compression="zstd")`, fsynced.
 * merge_asof: pandas: pyarrow read, `pd.merge_asof(by="device_id", direction="backward", tolerance=max_age)`,
