@@ -10,9 +10,10 @@ plus the split (train / validation / test, with horizon gaps) of the label time.
 Parquet partitions (labels and features) and writes one zstd Parquet file sorted by (ts, device_id) with the same
 columns: device_id, ts, feature_ts, split, the targets, the feature columns.
 
-* ours: `iot_mlops.training.dataset.build_dataset` as the training_dataset asset calls it: a DuckDB ASOF JOIN,
-  sorted and COPYed to Parquet, written atomically (it fsyncs the file itself), then the fingerprint (sha256 of the
-  file), the per-split counts and the manifest. It also checks that the labels carry `out_of_service`.
+* ours: `iot_mlops.training.dataset.build_dataset` as the training_dataset asset calls it: Polars reads the
+  partitions, checks that the labels carry `out_of_service`, finds the labelled window, `join_asof`s and sorts on
+  the keys alone (the feature columns gathered once after), assigns the split, writes (zstd) atomically (it fsyncs
+  the file itself), then the fingerprint (sha256 of the file), the per-split counts and the manifest.
 * polars: `read_parquet` of the partitions, label filter, `join_asof(by="device_id", strategy="backward",
   tolerance=max_age)`, unmatched dropped, split assigned, sorted, `write_parquet(compression="zstd")`, fsynced.
 * merge_asof: pandas: pyarrow read, `pd.merge_asof(by="device_id", direction="backward", tolerance=max_age)`,
@@ -324,7 +325,7 @@ def side_feast(case: dict) -> dict:
 
 
 SIDE_FUNCS = {"ours": side_ours, "polars": side_polars, "merge_asof": side_merge_asof, "feast": side_feast}
-IMPORTS = {"ours": ["duckdb", "iot_mlops.training.dataset"], "polars": ["polars"], "merge_asof": ["pandas", "pyarrow.parquet"]}
+IMPORTS = {"ours": ["duckdb", "polars", "iot_mlops.training.dataset"], "polars": ["polars"], "merge_asof": ["pandas", "pyarrow.parquet"]}
 
 
 # ------------------------------------------------------------------------------------------------ driver

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from iot_mlops.features.sql import interval
-from iot_mlops.lake import Lake, atomic_write, parquet, sql_str
+from iot_mlops.lake import Lake, atomic_write
 from iot_mlops.profiles.schema import FleetProfile
 from iot_mlops.profiles.schema_types import format_duration
 from iot_mlops.training.labels import label_column
@@ -86,63 +85,84 @@ def split_boundaries(profile: FleetProfile, start: datetime, end: datetime, spli
     return Boundaries("time", train_end, val_start, val_end, test_start)
 
 
-def split_sql(bounds: Boundaries, ts: str = "l.ts") -> str:
-    """The split a label time falls in; NULL inside the gaps."""
-    return (
-        f"CASE WHEN {ts} < TIMESTAMP {sql_str(bounds.train_end)} THEN 'train' "
-        f"WHEN {ts} >= TIMESTAMP {sql_str(bounds.val_start)} AND {ts} < TIMESTAMP {sql_str(bounds.val_end)} THEN 'validation' "
-        f"WHEN {ts} >= TIMESTAMP {sql_str(bounds.test_start)} THEN 'test' END"
-    )
+def _read(files: list[Path]):
+    """The partitions as one Polars frame; columns united by name (as the lake's DuckDB scan does) when days differ."""
+    import polars as pl
+
+    try:
+        return pl.read_parquet(files, hive_partitioning=False)
+    except (pl.exceptions.ColumnNotFoundError, pl.exceptions.SchemaError):
+        return pl.concat([pl.read_parquet(f, hive_partitioning=False) for f in files], how="diagonal_relaxed")
 
 
-def dataset_sql(profile: FleetProfile, features: str, labels: str, bounds: Boundaries, start: datetime, end: datetime) -> str:
-    """Complete, in-service labels joined to the newest feature row at or before the label time, within max_age."""
-    max_age = interval(profile.features.max_age)
-    split = split_sql(bounds)
-    targets = ", ".join(f"l.{label_column(c)}" for c in profile.components)
-    return f"""
-SELECT * FROM (
-  SELECT l.device_id, l.ts, f.ts AS feature_ts, {split} AS split, {targets}, f.* EXCLUDE (device_id, ts)
-  FROM (SELECT * FROM {labels} WHERE label_complete AND NOT out_of_service
-        AND ts >= TIMESTAMP {sql_str(start)} AND ts < TIMESTAMP {sql_str(end)}) l
-  ASOF JOIN {features} f ON f.device_id = l.device_id AND f.ts <= l.ts
-  WHERE l.ts - f.ts <= {max_age}
-) WHERE split IS NOT NULL
-ORDER BY ts, device_id
-"""
+def _join(profile: FleetProfile, labels, features, bounds: Boundaries, start: datetime, end: datetime):
+    """Complete, in-service labels joined to the newest feature row at or before the label time, within max_age;
+    the split of the label time (rows in the gaps dropped); sorted by (ts, device_id)."""
+    import polars as pl
+
+    ts, targets = pl.col("ts"), [label_column(c) for c in profile.components]
+    labels = (labels.filter(pl.col("label_complete") & ~pl.col("out_of_service") & (ts >= start) & (ts < end))
+              .select("device_id", "ts", *targets).sort("ts"))
+    keys = features.select("device_id", pl.col("ts").alias("feature_ts")).with_row_index("row").sort("feature_ts")
+    split = (pl.when(ts < bounds.train_end).then(pl.lit("train"))
+             .when((ts >= bounds.val_start) & (ts < bounds.val_end)).then(pl.lit("validation"))
+             .when(ts >= bounds.test_start).then(pl.lit("test")))
+    # Joined and sorted on the keys alone: the wide feature columns are gathered once, at the end.
+    joined = (labels.join_asof(keys, left_on="ts", right_on="feature_ts", by="device_id", strategy="backward",
+                               tolerance=profile.features.max_age, check_sortedness=False)  # both sorted just above
+              .filter(pl.col("feature_ts").is_not_null()).with_columns(split.alias("split")).filter(pl.col("split").is_not_null())
+              .sort("ts", "device_id"))
+    wide = features.drop("device_id", "ts")[joined["row"]]
+    return pl.concat([joined.select("device_id", "ts", "feature_ts", "split", *targets), wide], how="horizontal")
 
 
-def _check_out_of_service(con: duckdb.DuckDBPyConnection, fleet: str, labels: str) -> None:
+def _write(frame, path: Path) -> None:
+    """Write zstd Parquet with Polars; strings typed `string` for Arrow readers, as DuckDB wrote them."""
+    import base64
+
+    import pyarrow as pa
+
+    schema = frame.head(0).to_arrow().schema
+    schema = pa.schema([f.with_type(pa.string()) if f.type in (pa.large_string(), pa.string_view()) else f for f in schema])
+    # Polars would store its own Arrow schema (`large_string`); the file's key-value metadata takes this one instead.
+    frame.write_parquet(path, compression="zstd", metadata={"ARROW:schema": base64.b64encode(schema.serialize().to_pybytes()).decode()})
+
+
+def _check_out_of_service(fleet: str, labels) -> None:
     """Labels written before rows of a failed device were flagged would count those rows as negatives, or,
     mixed with newer partitions, drop them unseen: ask for the labels to be rebuilt instead."""
-    columns = {name for name, *_ in con.execute(f"DESCRIBE SELECT * FROM {labels}").fetchall()}
-    unflagged = 0 if "out_of_service" not in columns else con.execute(
-        f"SELECT count(*) FROM {labels} WHERE out_of_service IS NULL").fetchone()[0]
-    if "out_of_service" not in columns or unflagged:
+    if "out_of_service" not in labels.columns or labels["out_of_service"].null_count():
         raise DatasetError(f"{fleet}: labels partitions written by an older version lack `out_of_service`; "
                            f"re-materialize {fleet}/labels over every day")
 
 
 def build_dataset(con: duckdb.DuckDBPyConnection, lake: Lake, profile: FleetProfile, split: str = "time",
                   window_days: int | None = None, table: str = TABLE) -> DatasetReport:
-    """Build and write `<fleet>/<table>` over the labelled window (the last `window_days`, or all)."""
+    """Build and write `<fleet>/<table>` over the labelled window (the last `window_days`, or all).
+
+    Polars reads, joins, sorts and writes (faster than DuckDB's ASOF JOIN and COPY for this); `con` is not used."""
+    import polars as pl
+
     fleet = profile.name
-    labels, features = lake.scan(fleet, "labels"), lake.scan(fleet, "features")
-    if labels is None or features is None:
+    label_files, feature_files = lake.files(fleet, "labels"), lake.files(fleet, "features")
+    if not label_files or not feature_files:
         raise DatasetError(f"{fleet}: materialize {fleet}/features and {fleet}/labels first")
-    _check_out_of_service(con, fleet, labels)
-    first, last = con.execute(f"SELECT min(ts), max(ts) FROM {labels} WHERE label_complete").fetchone()
+    labels = _read(label_files)
+    _check_out_of_service(fleet, labels)
+    first, last = labels.filter(pl.col("label_complete")).select(pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last")).row(0)
     if first is None:
         raise DatasetError(f"{fleet}: no complete labels yet (labels need {format_duration(profile.target.horizon)} of later events)")
     end = last + timedelta(seconds=1)
     start = max(first, end - timedelta(days=window_days)) if window_days else first
     bounds = split_boundaries(profile, start, end, split)
-    target = lake.write_table(con, fleet, table, dataset_sql(profile, features, labels, bounds, start, end))
+    joined = _join(profile, labels, _read(feature_files), bounds, start, end)
+    target = atomic_write(lake.table_file(fleet, table), lambda tmp: _write(joined, tmp))
     report = DatasetReport(path=target, fingerprint=fingerprint(target), boundaries=bounds, window=(start, end))
-    sums = ", ".join(f"coalesce(sum({label_column(c)}), 0)" for c in profile.components)
-    for name, rows, *positives in con.execute(
-        f"SELECT split, count(*), {sums} FROM {parquet(target)} GROUP BY split"
-    ).fetchall():
+    targets = [label_column(c) for c in profile.components]
+    counts = joined.group_by("split").agg(pl.len(), *(pl.col(t).sum() for t in targets))
+    by_split = {name: rest for name, *rest in counts.iter_rows()}
+    for name in (s for s in SPLITS if s in by_split):
+        rows, *positives = by_split[name]
         report.rows[name] = int(rows)
         report.positives[name] = {c: int(n) for c, n in zip(profile.components, positives)}
     for name in SPLITS:
