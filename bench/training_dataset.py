@@ -198,12 +198,11 @@ def bound(case: dict, key: str) -> datetime:
 def side_ours(case: dict) -> dict:
     from dataclasses import asdict
 
-    from iot_mlops.lake import Lake, connect
+    from iot_mlops.lake import Lake
     from iot_mlops.profiles import load_profile
     from iot_mlops.training.dataset import build_dataset
 
-    with connect() as con:
-        report = build_dataset(con, Lake(Path(case["lake"])), load_profile(Path(case["profile"])), split="time")
+    report = build_dataset(Lake(Path(case["lake"])), load_profile(Path(case["profile"])), split="time")
     return {"out": str(report.path), "rows": sum(report.rows.values()), "window": [str(w) for w in report.window],
             "bounds": {k: str(v) for k, v in asdict(report.boundaries).items()}}  # fmt: skip
 

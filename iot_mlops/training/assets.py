@@ -83,7 +83,7 @@ def training_assets(ctx: FleetContext) -> list:
         return dg.MaterializeResult(metadata=report.metadata, check_results=[check])
 
     @dg.asset(
-        key=key("training_dataset"), kinds={"duckdb", "parquet"}, deps=[key("labels"), key("features")],
+        key=key("training_dataset"), kinds={"polars", "duckdb", "parquet"}, deps=[key("labels"), key("features")],
         description="Point-in-time join of complete labels to features, split train/validation/test in time with horizon gaps.",
         **common,
     )
@@ -91,8 +91,8 @@ def training_assets(ctx: FleetContext) -> list:
                          registry: RegistryResource):
         if context.run.tags.get(TRIGGER_TAG) == "manual":  # the retraining job's own tag; sensors and replays set theirs
             log_manual_retraining(context, registry, config.reason, model_name(fleet, profile.target.prediction_type))
+        report = build_dataset(lake.lake(), profile, config.split, config.window_days)
         with lake.connect() as con:
-            report = build_dataset(con, lake.lake(), profile, config.split, config.window_days)
             reference = write_reference_profile(con, lake.lake(), profile, report)
         return dg.MaterializeResult(metadata={**report.metadata, **reference.metadata})
 

@@ -84,8 +84,8 @@ def evaluate_reference(profile: FleetProfile, profile_dir: Path, lake: Lake, lan
     prepare_lake(profile, profile_dir, lake, landing)
     split = "reference" if profile.training.reference_splits else "time"
     step(f"dataset: {split} split")
+    report = build_dataset(lake, profile, split=split, table=TABLE)
     with connect() as con:
-        report = build_dataset(con, lake, profile, split=split, table=TABLE)
         failures = con.execute(
             f"SELECT device_id, ts, value AS component FROM {lake.scan(profile.name, 'events')} WHERE kind = 'failure'"
         ).df()

@@ -141,10 +141,10 @@ def test_a_window_too_short_for_the_split_is_refused(tiny: TinyPipeline):
     # One day of events: labels known from 01:00 to 18:00, 17 h, too short for two 6 h gaps and the three parts.
     assert tiny.run(*INGEST, day=DAYS[0]).success
     assert tiny.run("labels", day=DAYS[0]).success
-    with connect() as con, pytest.raises(DatasetError, match="too short for a time split"):
-        build_dataset(con, tiny.fleet.lake, tiny.fleet.profile(), "time")
-    with connect() as con, pytest.raises(DatasetError, match="unknown split 'random'"):
-        build_dataset(con, tiny.fleet.lake, tiny.fleet.profile(), "random")
+    with pytest.raises(DatasetError, match="too short for a time split"):
+        build_dataset(tiny.fleet.lake, tiny.fleet.profile(), "time")
+    with pytest.raises(DatasetError, match="unknown split 'random'"):
+        build_dataset(tiny.fleet.lake, tiny.fleet.profile(), "random")
 
 
 def test_reference_split_on_azure_reproduces_the_readme_split(azure_labelled: AzureLabelled, azure_profile, tmp_path: Path):
@@ -178,8 +178,7 @@ def test_labels_of_an_older_version_are_refused_not_silently_dropped(tiny: TinyP
         # One day as an older version wrote it: no out_of_service column.
         frame = con.execute(f"SELECT * EXCLUDE (out_of_service) FROM read_parquet('{old}')").df()
     frame.to_parquet(old)
-    with connect() as con, pytest.raises(DatasetError, match="re-materialize tiny/labels"):
-        build_dataset(con, lake, tiny.fleet.profile())
+    with pytest.raises(DatasetError, match="re-materialize tiny/labels"):
+        build_dataset(lake, tiny.fleet.profile())
     assert tiny.run("labels", days=ALL_DAYS).success
-    with connect() as con:
-        assert sum(build_dataset(con, lake, tiny.fleet.profile()).rows.values()) > 0
+    assert sum(build_dataset(lake, tiny.fleet.profile()).rows.values()) > 0
