@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import finish, machine_line, parser, run_worker, spawn, table  # noqa: E402
+from harness import finish, machine_line, parser, run_worker, spawn, table, workdir  # noqa: E402
 from serving import COMPONENTS, DEVICES, KEY, NAME, postgres_database, server, setup  # noqa: E402
 
 SIDES = ["ours"]
@@ -102,13 +100,8 @@ def main() -> int:
     if args.worker:
         run_worker({"ours": burst}, args.worker, args.case_file)
         return 0
-    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_feedback_"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with workdir(args, "feedback") as work:
         return run(args, work)
-    finally:
-        if not args.workdir:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

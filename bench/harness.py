@@ -11,11 +11,14 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,3 +188,17 @@ def finish(problems: list[str], keys: dict[str, float]) -> int:
     for key, value in keys.items():
         print(f"{key}: {value:.2f}")
     return 0
+
+
+@contextmanager
+def workdir(args: argparse.Namespace, name: str):
+    """The --workdir folder (kept), or a temporary one removed afterwards."""
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
+        yield Path(args.workdir)
+        return
+    path = Path(tempfile.mkdtemp(prefix=f"bench_{name}_"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -37,12 +37,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -52,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import ROOT, finish, machine_line, parser, run_worker, spawn, table  # noqa: E402
+from harness import ROOT, finish, machine_line, parser, run_worker, spawn, table, workdir  # noqa: E402
 
 NAME = "water_heaters_component_failure"
 COMPONENTS = ["heating_element", "tank", "thermostat", "seal"]
@@ -378,13 +376,8 @@ def main() -> int:
     if args.worker:
         run_worker({side: load for side in SIDES}, args.worker, args.case_file)
         return 0
-    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_serving_"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with workdir(args, "serving") as work:
         return run(args, work)
-    finally:
-        if not args.workdir:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
