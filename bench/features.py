@@ -38,13 +38,12 @@ from __future__ import annotations
 import math
 import shutil
 import sys
-import tempfile
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import features_peers as peers  # noqa: E402
-from harness import AZURE_DIR, ROOT, finish, frame_problems, machine_line, measure, parser, run_worker, table  # noqa: E402
+from harness import AZURE_DIR, ROOT, finish, frame_problems, machine_line, measure, parser, run_worker, table, workdir  # noqa: E402
 
 SIDES = ["ours", "polars", "pandas"]
 
@@ -201,13 +200,11 @@ def main() -> int:
     if args.worker:
         run_worker({"ours": ours, "polars": peers.polars_side, "pandas": peers.pandas_side}, args.worker, args.case_file, prepare=prepare)
         return 0
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_features_"))
-    workdir.mkdir(parents=True, exist_ok=True)
     print(machine_line("features", "duckdb", "polars", "pandas", "pyarrow"), flush=True)
-    builds = [lambda: build_azure(workdir, 3, 4), lambda: build_water_heaters(workdir, 50, 3)] if args.tiny else \
-             [lambda: build_azure(workdir, 100, None), lambda: build_water_heaters(workdir, 10_000, 30)]  # fmt: skip
     rows, problems, ratios = [], [], {"polars": [], "pandas": []}
-    try:
+    with workdir(args, "features") as work:
+        builds = [lambda: build_azure(work, 3, 4), lambda: build_water_heaters(work, 50, 3)] if args.tiny else \
+                 [lambda: build_azure(work, 100, None), lambda: build_water_heaters(work, 10_000, 30)]  # fmt: skip
         for build in builds:
             case = build()
             print(f"  {case['name']:<14} {case['input_rows']:,} telemetry rows ({case['note']}); "
@@ -218,7 +215,7 @@ def main() -> int:
                 for folder in [lake_fleet / "features", lake_fleet / "online_features"] if side == "ours" else [Path(case["out"]) / side]:
                     shutil.rmtree(folder, ignore_errors=True)
 
-            res = measure(__file__, SIDES, case, workdir, runs=args.runs, before_each=clean, label=case["name"])
+            res = measure(__file__, SIDES, case, work, runs=args.runs, before_each=clean, label=case["name"])
             mine = read_output(res["ours"].last["out"])
             for side in SIDES[1:]:
                 problems += frame_problems(mine, read_output(res[side].last["out"]), ["device_id", "ts"], f"{case['name']} {side}")
@@ -227,9 +224,6 @@ def main() -> int:
             rows.append([case["name"], case["input_rows"], len(mine), res["ours"].last["features"], med["ours"], med["polars"], med["pandas"],
                          f"{med['polars'] / med['ours']:.2f}x", f"{med['pandas'] / med['ours']:.2f}x",
                          " / ".join(f"{res[s].peak:.0f}" for s in SIDES)])  # fmt: skip
-    finally:
-        if not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
     print()
     table(["case", "telemetry rows", "feature rows", "features", "ours s", "polars s", "pandas s", "polars/ours", "pandas/ours",
            "peak MB ours/polars/pandas"], rows)  # fmt: skip

@@ -75,13 +75,13 @@ class Runs:
         return max(self.peak_mb)
 
 
-def spawn(script: str, side: str, case: dict, workdir: Path) -> dict:
-    """Run `script --worker side` once in a fresh process; returns the JSON of its last RESULT line."""
+def spawn(script: str, side: str, case: dict, workdir: Path, python: str = sys.executable) -> dict:
+    """Run `script --worker side` once in a fresh process of `python`; returns the JSON of its last RESULT line."""
     case_file = workdir / f"case.{side}.json"
     case_file.write_text(json.dumps(case, default=str))
     log = workdir / f"{side}.log"
     with open(log, "w") as handle:
-        proc = subprocess.run([sys.executable, str(Path(script).resolve()), "--worker", side, "--case-file", str(case_file)],
+        proc = subprocess.run([python, str(Path(script).resolve()), "--worker", side, "--case-file", str(case_file)],
                               stdout=handle, stderr=subprocess.STDOUT, cwd=str(ROOT))  # fmt: skip
     text = log.read_text()
     lines = [line for line in text.splitlines() if line.startswith("RESULT ")]
@@ -104,14 +104,17 @@ def run_worker(sides: dict[str, Callable[[dict], dict]], side: str, case_file: s
 
 
 def measure(script: str, sides: list[str], case: dict, workdir: Path, runs: int = 3,
-            before_each: Callable[[str], None] | None = None, label: str = "") -> dict[str, Runs]:  # fmt: skip
-    """Every side `runs` times, in turn (A B C A B C ...), so a drift in the machine's speed hits all alike."""
+            before_each: Callable[[str], None] | None = None, label: str = "",
+            pythons: dict[str, str] | None = None) -> dict[str, Runs]:  # fmt: skip
+    """Every side `runs` times, in turn (A B C A B C ...), so a drift in the machine's speed hits all alike.
+
+    `pythons` names another interpreter for a side whose library cannot share our venv."""
     results = {side: Runs(side) for side in sides}
     for i in range(runs):
         for side in sides:
             if before_each:
                 before_each(side)
-            r = spawn(script, side, case, workdir)
+            r = spawn(script, side, case, workdir, (pythons or {}).get(side, sys.executable))
             res = results[side]
             res.seconds.append(r["seconds"])
             res.cpu_seconds.append(r["cpu_seconds"])

@@ -53,12 +53,11 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import AZURE_DIR, ROOT, finish, frame_problems, fsync_tree, machine_line, measure, parser, run_worker, table  # noqa: E402
+from harness import AZURE_DIR, ROOT, finish, frame_problems, fsync_tree, machine_line, measure, parser, run_worker, table, workdir  # noqa: E402
 
 SIDES = ["ours", "polars", "merge_asof", "feast"]
 PROFILES = ROOT / "profiles"
@@ -345,9 +344,6 @@ def main() -> int:
     import pandas as pd
 
     sides = SIDES if args.feast_python else SIDES[:3]
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_training_dataset_"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    own_python = sys.executable
     print(machine_line("training_dataset", "duckdb", "polars", "pandas", "pyarrow"), flush=True)
     if args.feast_python:
         import subprocess
@@ -356,19 +352,18 @@ def main() -> int:
                                                "duckdb {duckdb.__version__}, ibis {ibis.__version__}')"],
                                               capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
     problems, speedups = [], {"polars": [], "merge_asof": [], "feast": []}
-    try:
-        builds = {"azure_pdm": lambda: build_azure(workdir / "prep", 40 if args.tiny else None),
-                  "water_heaters": lambda: build_water_heaters(workdir / "prep", *((40, 6, 10) if args.tiny else (1000, 30, 30)))}  # fmt: skip
+    with workdir(args, "training_dataset") as work:
+        builds = {"azure_pdm": lambda: build_azure(work / "prep", 40 if args.tiny else None),
+                  "water_heaters": lambda: build_water_heaters(work / "prep", *((40, 6, 10) if args.tiny else (1000, 30, 30)))}  # fmt: skip
         for name, build in builds.items():
-            case = describe(name, build(), workdir)
+            case = describe(name, build(), work)
             print(f"{name}: {case['facts']}", flush=True)
 
             def before_each(side: str, case=case) -> None:
                 shutil.rmtree(output(case, side).parent, ignore_errors=True)
-                sys.executable = args.feast_python if side == "feast" else own_python  # the Feast side runs in its own venv
 
-            runs = measure(__file__, sides, case, workdir, runs=args.runs, before_each=before_each, label=name)
-            sys.executable = own_python
+            runs = measure(__file__, sides, case, work, runs=args.runs, before_each=before_each, label=name,
+                           pythons={"feast": args.feast_python} if args.feast_python else None)  # the Feast side runs in its own venv
             ours = runs["ours"]
             if [ours.last["window"], ours.last["bounds"]] != [[case["start"], case["end"]], case["bounds"]]:
                 problems.append(f"{name}: ours used window {ours.last['window']} {ours.last['bounds']}, the others {case['bounds']}")
@@ -382,10 +377,6 @@ def main() -> int:
                   [[s, r.median, " ".join(f"{x:.2f}" for x in r.seconds), sorted(r.cpu_seconds)[len(r.cpu_seconds) // 2], r.peak,
                     r.last["rows"], r.median / ours.median] for s, r in runs.items()])  # fmt: skip
             print(flush=True)
-    finally:
-        sys.executable = own_python
-        if not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
     keys = {f"speedup_vs_{s}": min(v) for s, v in speedups.items() if v}
     return finish(problems, keys)
 
